@@ -1,0 +1,1 @@
+"""Exploratory analysis of rating stores: plots and a Markdown summary."""

@@ -1,0 +1,273 @@
+"""Netflix Prize files: reading the raw format into a store, and writing it (for tests, benchmarks).
+
+Formats (from the Prize's README):
+  combined_data_N.txt / training_set/mv_XXXXXXX.txt   "MOVIE_ID:" lines, then "customer,rating,date"
+  movie_titles.txt (or .csv)                           "id,year,title", latin-1, year may be NULL,
+                                                        titles may contain commas
+  probe.txt                                            "MOVIE_ID:" lines, then "customer"
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from netrec_jax.data import textio
+from netrec_jax.data.builder import BadLines, StoreBuilder
+from netrec_jax.data.errors import DataError
+from netrec_jax.data.store import RatingStore, iso_to_days
+
+TITLE_FILES = ("movie_titles.txt", "movie_titles.csv")
+
+
+def find_files(root: str | os.PathLike) -> dict[str, list[Path] | Path | None]:
+  """Locates rating files, titles and probe under a Netflix Prize folder."""
+  root = Path(root)
+  if not root.is_dir():
+    raise DataError(root, "Netflix data folder not found")
+  ratings = sorted(root.glob("combined_data_*.txt")) or sorted(root.glob("training_set/mv_*.txt"))
+  if not ratings:
+    ratings = sorted(root.glob("mv_*.txt"))
+  if not ratings:
+    raise DataError(root, "no Netflix rating files (combined_data_*.txt or training_set/mv_*.txt)")
+  titles = next((root / n for n in TITLE_FILES if (root / n).is_file()), None)
+  probe = root / "probe.txt" if (root / "probe.txt").is_file() else None
+  return {"ratings": ratings, "titles": titles, "probe": probe}
+
+
+def read_movie_titles(path: str | os.PathLike, bad: BadLines | None = None) -> pa.Table:
+  """movie_titles: `original_id`, `year` (null for NULL), `title` (commas kept)."""
+  path = Path(path)
+  bad = bad or BadLines()
+  ids, years, titles = [], [], []
+  for first, lines in textio.iter_lines(path, encoding="latin-1"):
+    numbers = textio.line_numbers(first, len(lines))
+    blank = pc.equal(pc.utf8_length(lines), 0).to_numpy(zero_copy_only=False)
+    lines, numbers = lines.filter(pa.array(~blank)), numbers[~blank]
+    (id_s, year_s, title_s), ok = textio.split_fields(lines, ",", 3, numbers, bad, path,
+                                                      max_splits=2)
+    lines, numbers = lines.filter(pa.array(ok)), numbers[ok]
+    movie_id, id_ok = textio.parse_ints(id_s, numbers, bad, path, "movie id", lines)
+    is_null = pc.equal(pc.utf8_upper(pc.utf8_trim_whitespace(year_s)), "NULL")
+    year_text = pc.if_else(is_null, pa.scalar("0"), year_s)
+    year, year_ok = textio.parse_ints(year_text, numbers, bad, path, "year", lines)
+    keep = id_ok & year_ok
+    ids.append(movie_id[keep])
+    years.append(np.where(is_null.to_numpy(zero_copy_only=False), 0, year)[keep])
+    titles.append(title_s.filter(pa.array(keep)))
+  ids_np, years_np = np.concatenate(ids), np.concatenate(years)
+  if len(np.unique(ids_np)) != len(ids_np):
+    raise DataError(path, "movie ids are not unique")
+  return pa.table({"original_id": ids_np.astype(np.int64),
+                   "title": pa.concat_arrays([t.cast(pa.string()) for t in titles]),
+                   "year": pa.array(years_np, mask=years_np == 0, type=pa.int32())})
+
+
+def _iter_blocks(path: Path, what: str) -> Iterator[tuple[np.ndarray, np.ndarray, pa.Array]]:
+  """(line numbers, movie id per line or -1, data lines) for a `MOVIE_ID:`-block file."""
+  current_movie = -1
+  for first, lines in textio.iter_lines(path):
+    numbers = textio.line_numbers(first, len(lines))
+    lines_np_blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(lines)), 0)
+    is_header = pc.ends_with(pc.utf8_trim_whitespace(lines), ":").to_numpy(zero_copy_only=False)
+    header_pos = np.flatnonzero(is_header)
+    header_ids = np.zeros(0, np.int64)
+    if len(header_pos):
+      text = pc.utf8_trim(pc.utf8_trim_whitespace(lines.take(pa.array(header_pos))), ":")
+      ok = pc.match_substring_regex(text, r"^\d{1,9}$").to_numpy(zero_copy_only=False)
+      if not ok.all():
+        k = int(np.flatnonzero(~ok)[0])
+        raise DataError(path, f"malformed movie header {lines[int(header_pos[k])]!s:.40}; the "
+                        f"{what} after it cannot be attributed to a movie",
+                        line=int(numbers[header_pos[k]]))
+      header_ids = pc.cast(text, pa.int64()).to_numpy(zero_copy_only=False)
+    group = np.cumsum(is_header)  # number of headers up to and including each line
+    movie = np.concatenate(([current_movie], header_ids))[group]
+    if len(header_ids):
+      current_movie = int(header_ids[-1])
+    data = ~is_header & ~lines_np_blank.to_numpy(zero_copy_only=False)
+    yield numbers[data], movie[data], lines.filter(pa.array(data))
+
+
+def iter_rating_file(path: str | os.PathLike, bad: BadLines,
+                     movie_year: Callable[[np.ndarray], np.ndarray] | None = None,
+                     latest_date: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+  """Parses one raw rating file into chunks; bad lines are reported (fatal in strict mode)."""
+  path = Path(path)
+  latest_date = latest_date if latest_date is not None else int(
+      np.datetime64("today", "D").astype(np.int64))
+  year_start = (np.arange(1850, 2101) - 1970).astype("datetime64[Y]").astype(
+      "datetime64[D]").astype(np.int64)
+  for numbers, movie, lines in _iter_blocks(path, "ratings"):
+    orphan = movie < 0
+    textio.report_bad(bad, path, orphan, numbers, lines,
+                      "rating line before any 'MOVIE_ID:' header")
+    if orphan.any():
+      keep = ~orphan
+      numbers, movie, lines = numbers[keep], movie[keep], lines.filter(pa.array(keep))
+    (user_s, rating_s, date_s), ok = textio.split_fields(lines, ",", 3, numbers, bad, path)
+    numbers, movie, lines = numbers[ok], movie[ok], lines.filter(pa.array(ok))
+    user, user_ok = textio.parse_ints(user_s, numbers, bad, path, "customer id", lines)
+    rating, rating_ok = textio.parse_ints(rating_s, numbers, bad, path, "rating", lines,
+                                          dtype=pa.int32())
+    in_range = (rating >= 1) & (rating <= 5)
+    textio.report_bad(bad, path, rating_ok & ~in_range, numbers, lines,
+                      "rating outside 1..5")
+    days, date_ok = textio.parse_iso_dates(date_s, numbers, bad, path, lines)
+    good = user_ok & rating_ok & in_range & date_ok & (user > 0)
+    textio.report_bad(bad, path, user_ok & (user <= 0), numbers, lines,
+                      "customer id must be positive")
+    future = date_ok & (days > latest_date)
+    textio.report_bad(bad, path, future, numbers, lines, "date is in the future")
+    good &= ~future
+    if movie_year is not None:
+      year = movie_year(movie)
+      first_day = np.where(year > 0, year_start[np.clip(year, 1850, 2100) - 1850], -(1 << 30))
+      early = good & (days < first_day)
+      textio.report_bad(bad, path, early, numbers, lines,
+                        "rating dated before the movie's release year")
+      good &= ~early
+    yield {"user_id": user[good], "item_id": movie[good], "rating": rating[good].astype(np.int32),
+           "date": days[good]}
+
+
+def read_probe(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+  """probe.txt as (movie ids, customer ids); any malformed line is an error."""
+  path = Path(path)
+  movies, users = [], []
+  for numbers, movie, lines in _iter_blocks(path, "customers"):
+    if (movie < 0).any():
+      raise DataError(path, "customer line before any 'MOVIE_ID:' header",
+                      line=int(numbers[movie < 0][0]))
+    bad = BadLines(strict=True)
+    user, _ = textio.parse_ints(lines, numbers, bad, path, "customer id", lines)
+    movies.append(movie)
+    users.append(user)
+  return np.concatenate(movies), np.concatenate(users)
+
+
+def build_netflix_store(root: str | os.PathLike | None, dest: str | os.PathLike, *,
+                        rating_files: Sequence[str | os.PathLike] | None = None,
+                        titles_file: str | os.PathLike | None = None,
+                        min_user_ratings: int = 25, min_item_ratings: int = 0,
+                        strict: bool = False, overwrite: bool = False,
+                        progress: Callable[[int, int], None] | None = None) -> RatingStore:
+  """Netflix Prize folder (or explicit files) -> store. Users under 25 ratings dropped by default.
+
+  If probe.txt is present, the `netflix_probe` split is saved with the store.
+  """
+  files = find_files(root) if root is not None else {"ratings": [], "titles": None, "probe": None}
+  ratings = [Path(p) for p in rating_files] if rating_files else files["ratings"]
+  titles = Path(titles_file) if titles_file else files["titles"]
+  bad = BadLines(strict=strict)
+  info = read_movie_titles(titles, bad) if titles is not None else None
+  movie_year = None
+  if info is not None:
+    ids = info.column("original_id").to_numpy()
+    years = info.column("year").fill_null(0).to_numpy()
+    table = np.zeros(int(ids.max()) + 2, np.int64)
+    table[ids] = years
+
+    def movie_year(movie: np.ndarray) -> np.ndarray:
+      inside = (movie >= 0) & (movie < len(table))
+      return np.where(inside, table[np.where(inside, movie, 0)], 0)
+
+  total_bytes = sum(textio.check_readable(p).stat().st_size for p in ratings)
+  params = {"source": "netflix", "min_user_ratings": min_user_ratings,
+            "min_item_ratings": min_item_ratings, "strict": strict}
+  with StoreBuilder(dest, name="netflix", rating_scale=1, rating_range=(1, 5),
+                    min_user_ratings=min_user_ratings, min_item_ratings=min_item_ratings,
+                    overwrite=overwrite, build_params=params) as builder:
+    builder.bad_lines = bad
+    done_bytes = 0
+    for path in ratings:
+      builder.add_source(path, role="ratings")
+      for chunk in iter_rating_file(path, bad, movie_year):
+        builder.add(chunk["user_id"], chunk["item_id"], chunk["rating"], chunk["date"])
+      done_bytes += path.stat().st_size
+      if progress is not None:
+        progress(done_bytes, total_bytes)
+    if titles is not None:
+      builder.add_source(titles, role="titles")
+      builder.set_item_info(info)
+    store = builder.finish()
+  if files.get("probe") is not None:
+    from netrec_jax.data import splits  # local: splits imports this module's readers lazily
+    splits.save_split(store, splits.netflix_probe_split(store, files["probe"]))
+  return store
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the raw format (synthetic data for tests and the ingest benchmark).
+
+
+def _lines_buffer(parts: list[pa.Array]) -> bytes:
+  """Joins string arrays element-wise with ',' and a newline, as one bytes object."""
+  joined = pc.binary_join_element_wise(*parts, ",")
+  joined = pc.binary_join_element_wise(joined, pa.scalar("\n"), "")
+  joined = joined.cast(pa.large_string()) if len(joined) > (1 << 24) else joined
+  offsets_buf, data_buf = joined.buffers()[1], joined.buffers()[2]
+  offset_type = np.int64 if pa.types.is_large_string(joined.type) else np.int32
+  offsets = np.frombuffer(offsets_buf, offset_type)[joined.offset:joined.offset + len(joined) + 1]
+  return data_buf.to_pybytes()[offsets[0]:offsets[-1]]
+
+
+def write_netflix_files(store: RatingStore, out_dir: str | os.PathLike, *, n_files: int = 1,
+                        probe_fraction: float = 0.0, seed: int = 0) -> dict[str, list[Path]]:
+  """Writes the store in the Prize's raw layout (combined_data_*.txt, movie_titles.txt, probe)."""
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  user_ids = store.user_original_ids()
+  items = store.items_table()
+  item_ids = items.column("original_id").to_numpy()
+  per_file = np.array_split(np.arange(store.n_items), n_files)
+  written = []
+  for k, file_items in enumerate(per_file, start=1):
+    path = out / f"combined_data_{k}.txt"
+    with open(path, "wb") as f:
+      for group in np.array_split(file_items, max(1, len(file_items) // 512)):
+        if len(group) == 0:
+          continue
+        lo, hi = int(store.item_offsets[group[0]]), int(store.item_offsets[group[-1] + 1])
+        rows = np.asarray(store.item_order[lo:hi])
+        body = _lines_buffer([
+            pa.array(user_ids[np.take(store.user, rows)]).cast(pa.string()),
+            pa.array(np.take(store.rating, rows) // store.rating_scale).cast(pa.string()),
+            pa.array(np.take(store.date, rows).astype("datetime64[D]")).cast(pa.string()),
+        ])
+        counts = np.diff(store.item_offsets[group[0]:group[-1] + 2])
+        # Stitch "MOVIE:" headers between the per-movie runs of lines.
+        line_ends = np.flatnonzero(np.frombuffer(body, np.uint8) == 10) + 1
+        starts = np.concatenate(([0], line_ends))[np.concatenate(([0], np.cumsum(counts)))]
+        for j, item in enumerate(group):
+          f.write(f"{item_ids[item]}:\n".encode())
+          f.write(body[starts[j]:starts[j + 1]])
+    written.append(path)
+  titles = out / "movie_titles.txt"
+  years = items.column("year").to_pylist() if "year" in items.column_names else [None] * len(item_ids)
+  names = items.column("title").to_pylist() if "title" in items.column_names else [""] * len(item_ids)
+  with open(titles, "w", encoding="latin-1", newline="\n") as f:
+    for movie, year, title in zip(item_ids, years, names):
+      f.write(f"{movie},{'NULL' if year is None else year},{title or ''}\n")
+  result = {"ratings": written, "titles": [titles]}
+  if probe_fraction > 0:
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(store.n_ratings, int(store.n_ratings * probe_fraction),
+                              replace=False))
+    movie, user = np.take(store.item, rows), np.take(store.user, rows)
+    order = np.lexsort((user, movie))
+    probe = out / "probe.txt"
+    with open(probe, "w") as f:
+      last = None
+      for m, u in zip(movie[order], user[order]):
+        if m != last:
+          f.write(f"{item_ids[m]}:\n")
+          last = m
+        f.write(f"{user_ids[u]}\n")
+    result["probe"] = [probe]
+  return result

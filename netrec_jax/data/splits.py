@@ -1,0 +1,250 @@
+"""Reproducible train/validation/test splits, saved beside the store as one int8 per rating.
+
+A split is a column aligned with the store's rows: 0 train, 1 validation, 2 test, -1 unused.
+Each carries the protocol name of `shared/docs/protocols-and-anchors.md` (`time_2005`,
+`random_90_10_seed0`, `ml100k_u1`, `netflix_probe`, `loo` for the leave-last-out protocols),
+its parameters, its sizes and the cold-start share of its test set, so every result computed
+on it can say exactly what it was evaluated on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netrec_jax.data.errors import DataError
+from netrec_jax.data.store import NO_DATE, RatingStore, days_to_iso, iso_to_days
+
+TRAIN, VALID, TEST, UNUSED = 0, 1, 2, -1
+PARTS = {"train": TRAIN, "valid": VALID, "test": TEST, "unused": UNUSED}
+BLOCK_ROWS = 1 << 22
+
+
+@dataclasses.dataclass
+class Split:
+  name: str
+  protocol: str
+  assignment: np.ndarray  # int8 [n_ratings]
+  params: dict[str, Any]
+  info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def rows(self, part: str) -> np.ndarray:
+    """Store rows (int64, ascending) in `part`: train, valid, test or unused."""
+    if part not in PARTS:
+      raise ValueError(f"unknown split part {part!r}; expected one of {sorted(PARTS)}")
+    code = PARTS[part]
+    out = [np.flatnonzero(np.asarray(self.assignment[lo:lo + BLOCK_ROWS]) == code) + lo
+           for lo in range(0, len(self.assignment), BLOCK_ROWS)]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+  def sizes(self) -> dict[str, int]:
+    counts = np.zeros(4, np.int64)
+    for lo in range(0, len(self.assignment), BLOCK_ROWS):
+      counts += np.bincount(np.asarray(self.assignment[lo:lo + BLOCK_ROWS]) + 1, minlength=4)
+    return {"unused": int(counts[0]), "train": int(counts[1]), "valid": int(counts[2]),
+            "test": int(counts[3])}
+
+
+# ------------------------------------------------------------------------------- protocols
+def time_split(store: RatingStore, cutoff: str = "2005-01-01",
+               valid_fraction: float = 0.0) -> Split:
+  """Train before `cutoff`, test on or after it; validation = the latest slice of train."""
+  if not store.has_dates:
+    raise DataError(store.path, "a time split needs dates, and this store has none")
+  cut = iso_to_days(cutoff)
+  assignment = np.empty(store.n_ratings, np.int8)
+  for sl in store.iter_row_blocks():
+    assignment[sl] = np.where(np.asarray(store.date[sl]) >= cut, TEST, TRAIN)
+  valid_from = None
+  if valid_fraction > 0:
+    valid_from = _date_quantile(store, assignment, 1.0 - valid_fraction)
+    for sl in store.iter_row_blocks():
+      block = assignment[sl]
+      block[(block == TRAIN) & (np.asarray(store.date[sl]) >= valid_from)] = VALID
+  year = cutoff[:4]
+  return Split(name=f"time_{year}" + ("_valid" if valid_fraction else ""),
+               protocol=f"time_{year}", assignment=assignment,
+               params={"cutoff": cutoff, "valid_fraction": valid_fraction,
+                       "valid_from": days_to_iso(valid_from) if valid_from is not None else None})
+
+
+def _date_quantile(store: RatingStore, assignment: np.ndarray, q: float) -> int:
+  """Smallest training date d with P(date < d) >= q, from a histogram (bounded memory)."""
+  lo, hi = (iso_to_days(x) for x in store.meta["date_range"])
+  hist = np.zeros(hi - lo + 1, np.int64)
+  for sl in store.iter_row_blocks():
+    d = np.asarray(store.date[sl])[assignment[sl] == TRAIN]
+    hist += np.bincount(d[d != NO_DATE] - lo, minlength=len(hist))
+  cdf = np.cumsum(hist)
+  return int(lo + np.searchsorted(cdf, q * cdf[-1], side="left") + 1)
+
+
+def random_split(store: RatingStore, test_fraction: float = 0.1, valid_fraction: float = 0.1,
+                 seed: int = 0) -> Split:
+  """Seeded random holdout of ratings; `valid_fraction` is taken out of the training part."""
+  if not 0 < test_fraction < 1 or not 0 <= valid_fraction < 1:
+    raise ValueError("fractions must be in (0, 1)")
+  rng = np.random.default_rng(seed)
+  u = rng.random(store.n_ratings, dtype=np.float32)
+  assignment = np.where(u < test_fraction, TEST, TRAIN).astype(np.int8)
+  valid_cut = test_fraction + (1 - test_fraction) * valid_fraction
+  assignment[(u >= test_fraction) & (u < valid_cut)] = VALID
+  train_pct = round(100 * (1 - test_fraction))
+  protocol = f"random_{train_pct}_{100 - train_pct}_seed{seed}"
+  return Split(name=protocol, protocol=protocol, assignment=assignment,
+               params={"test_fraction": test_fraction, "valid_fraction": valid_fraction,
+                       "seed": seed})
+
+
+def leave_last_out(store: RatingStore, n_valid: int = 1, min_train: int = 1) -> Split:
+  """Each user's last rating (by date, then item) is test, the one before validation.
+
+  Users with fewer than min_train + 1 + n_valid ratings keep all of theirs in train.
+  """
+  counts = store.ratings_per_user()
+  ends = np.asarray(store.user_offsets[1:])
+  eligible = counts >= min_train + 1 + n_valid
+  assignment = np.zeros(store.n_ratings, np.int8)
+  assignment[ends[eligible] - 1] = TEST
+  for k in range(1, n_valid + 1):
+    assignment[ends[eligible] - 1 - k] = VALID
+  return Split(name="loo" if n_valid == 0 else f"loo_valid{n_valid}", protocol="loo",
+               assignment=assignment,
+               params={"n_valid": n_valid, "min_train": min_train,
+                       "users_held_out": int(eligible.sum())})
+
+
+def locate_pairs(store: RatingStore, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+  """Store row of each dense (user, item) pair, -1 where the pair is not rated."""
+  users = np.asarray(users, np.int64)
+  items = np.asarray(items, np.int64)
+  result = np.full(len(users), -1, np.int64)
+  valid = (users >= 0) & (items >= 0)
+  query = np.flatnonzero(valid)
+  query = query[np.argsort(users[query], kind="stable")]
+  offsets = np.asarray(store.user_offsets)
+  lo_user = 0
+  while lo_user < store.n_users:
+    target = offsets[lo_user] + BLOCK_ROWS
+    hi_user = min(max(int(np.searchsorted(offsets, target, side="right")) - 1, lo_user + 1),
+                  store.n_users)
+    q_lo, q_hi = np.searchsorted(users[query], [lo_user, hi_user])
+    if q_hi > q_lo:
+      lo, hi = int(offsets[lo_user]), int(offsets[hi_user])
+      keys = (np.asarray(store.user[lo:hi], np.int64) - lo_user) * store.n_items + store.item[lo:hi]
+      order = np.argsort(keys)
+      sorted_keys = keys[order]
+      q = query[q_lo:q_hi]
+      q_keys = (users[q] - lo_user) * store.n_items + items[q]
+      pos = np.minimum(np.searchsorted(sorted_keys, q_keys), len(sorted_keys) - 1)
+      hit = sorted_keys[pos] == q_keys
+      result[q[hit]] = lo + order[pos[hit]]
+    lo_user = hi_user
+  return result
+
+
+def from_test_pairs(store: RatingStore, user_ids: np.ndarray, item_ids: np.ndarray, *,
+                    name: str, protocol: str, source: str | os.PathLike,
+                    train_pairs: tuple[np.ndarray, np.ndarray] | None = None) -> Split:
+  """Marks the rows of the given original-id pairs as test, the rest as train.
+
+  With `train_pairs` only those rows are train and everything else is unused, and the two
+  lists must not overlap. Pairs missing from the store are an error naming `source`.
+  """
+  rows = locate_pairs(store, store.user_index(user_ids), store.item_index(item_ids))
+  missing = np.flatnonzero(rows < 0)
+  if len(missing):
+    raise DataError(source, f"{len(missing)} of {len(rows)} test pairs are not in the store, "
+                    f"e.g. user {user_ids[missing[0]]} item {item_ids[missing[0]]} (was the "
+                    "store filtered, or built from other data?)")
+  assignment = np.full(store.n_ratings, TRAIN if train_pairs is None else UNUSED, np.int8)
+  if train_pairs is not None:
+    train_rows = locate_pairs(store, store.user_index(train_pairs[0]),
+                              store.item_index(train_pairs[1]))
+    if (train_rows < 0).any():
+      raise DataError(source, f"{int((train_rows < 0).sum())} training pairs are not in the store")
+    assignment[train_rows] = TRAIN
+  if (assignment[rows] == TRAIN).any() and train_pairs is not None:
+    raise DataError(source, "train and test pairs overlap")
+  assignment[rows] = TEST
+  return Split(name=name, protocol=protocol, assignment=assignment,
+               params={"source": os.fspath(source)})
+
+
+def netflix_probe_split(store: RatingStore, probe_path: str | os.PathLike) -> Split:
+  from netrec_jax.data import netflix
+  movies, customers = netflix.read_probe(probe_path)
+  return from_test_pairs(store, customers, movies, name="netflix_probe", protocol="netflix_probe",
+                         source=probe_path)
+
+
+# ------------------------------------------------------------------------- stats and files
+def cold_start_stats(store: RatingStore, split: Split) -> dict[str, Any]:
+  """How many test ratings have a user or item with no training rating."""
+  train = split.rows("train")
+  user_seen = np.zeros(store.n_users, bool)
+  item_seen = np.zeros(store.n_items, bool)
+  for lo in range(0, len(train), BLOCK_ROWS):
+    block = train[lo:lo + BLOCK_ROWS]
+    user_seen[np.take(store.user, block)] = True
+    item_seen[np.take(store.item, block)] = True
+  test = split.rows("test")
+  cold_user = ~user_seen[np.take(store.user, test)]
+  cold_item = ~item_seen[np.take(store.item, test)]
+  n = max(1, len(test))
+  return {
+      "n_test": int(len(test)),
+      "cold_user": int(cold_user.sum()),
+      "cold_item": int(cold_item.sum()),
+      "cold_any": int((cold_user | cold_item).sum()),
+      "cold_share": float((cold_user | cold_item).sum() / n),
+      "users_in_test": int(len(np.unique(np.take(store.user, test)))),
+  }
+
+
+def save_split(store: RatingStore, split: Split) -> Path:
+  """Writes splits/NAME.npy and .json atomically; returns the json path."""
+  if len(split.assignment) != store.n_ratings:
+    raise ValueError("split length differs from the store")
+  folder = store.splits_dir
+  folder.mkdir(exist_ok=True)
+  split.info = {"sizes": split.sizes(), "cold_start": cold_start_stats(store, split),
+                "store_fingerprint": store.fingerprint,
+                "fingerprint": _digest(split.assignment)}
+  tmp = folder / f".{split.name}.npy.tmp"
+  with open(tmp, "wb") as f:
+    np.save(f, np.asarray(split.assignment, np.int8))
+  os.replace(tmp, folder / f"{split.name}.npy")
+  doc = {"name": split.name, "protocol": split.protocol, "params": split.params, **split.info}
+  tmp = folder / f".{split.name}.json.tmp"
+  tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+  os.replace(tmp, folder / f"{split.name}.json")
+  return folder / f"{split.name}.json"
+
+
+def load_split(store: RatingStore, name: str) -> Split:
+  meta_path = store.splits_dir / f"{name}.json"
+  if not meta_path.is_file():
+    raise DataError(store.path, f"no split named {name!r}; available: {store.list_splits()}")
+  doc = json.loads(meta_path.read_text())
+  assignment = np.load(store.splits_dir / f"{name}.npy", mmap_mode="r")
+  if assignment.shape != (store.n_ratings,):
+    raise DataError(meta_path, "split length differs from the store")
+  if doc.get("store_fingerprint") != store.fingerprint:
+    raise DataError(meta_path, "split was made for another version of this store")
+  info = {k: doc[k] for k in ("sizes", "cold_start", "store_fingerprint", "fingerprint")}
+  return Split(name=doc["name"], protocol=doc["protocol"], assignment=assignment,
+               params=doc["params"], info=info)
+
+
+def _digest(assignment: np.ndarray) -> str:
+  h = hashlib.blake2b(digest_size=16)
+  for lo in range(0, len(assignment), BLOCK_ROWS * 4):
+    h.update(np.ascontiguousarray(assignment[lo:lo + BLOCK_ROWS * 4]).tobytes())
+  return h.hexdigest()
