@@ -23,15 +23,13 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure  # not pyplot: no global backend switch, no open windows
+import numpy as np
+from matplotlib import ticker
 
-matplotlib.use("Agg")  # Files only: never open a window, even where a display exists.
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from netrec_jax.data.errors import DataError  # pylint: disable=wrong-import-position
-from netrec_jax.data.store import NO_DATE, RatingStore  # pylint: disable=wrong-import-position
+from netrec_jax.data.errors import DataError
+from netrec_jax.data.store import NO_DATE, RatingStore
 
 BLOCK_ROWS = 1 << 22  # 4M rows, 16 MB per int32 column: the unit of every pass
 PLOT_FILES = {
@@ -113,14 +111,17 @@ def ccdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return x, at_least / max(1, int(counts.sum()))
 
 
+def _top_count(counts: np.ndarray, fraction: float) -> int:
+  return max(1, int(math.ceil(fraction * len(counts))))
+
+
 def top_share(counts: np.ndarray, fraction: float) -> float:
   """Share of all ratings that go to the top `fraction` of movies (at least one movie)."""
   counts = np.sort(np.asarray(counts, np.int64))[::-1]
   total = int(counts.sum())
   if total == 0:
     return math.nan
-  k = max(1, int(math.ceil(fraction * len(counts))))
-  return float(counts[:k].sum() / total)
+  return float(counts[:_top_count(counts, fraction)].sum() / total)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,15 +202,20 @@ def top_items(store: RatingStore, k: int = 20) -> list[dict[str, Any]]:
 
 
 # -------------------------------------------------------------------------------- plots
-def _save(fig: plt.Figure, path: Path) -> Path:
-  try:
-    fig.savefig(path, dpi=_DPI)
-  finally:
-    plt.close(fig)
+def _save(fig: Figure, path: Path) -> Path:
+  fig.savefig(path, dpi=_DPI)
   return path
 
 
-def _mark_center(ax: plt.Axes, values: np.ndarray, *, horizontal: bool = False) -> None:
+def _log_axes(ax: Axes) -> None:
+  """Log-log axes labelled at decades only (minor labels overlap on short ranges)."""
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+  ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _mark_center(ax: Axes, values: np.ndarray, *, horizontal: bool = False) -> None:
   """Median and mean as labelled lines (vertical on a value axis, horizontal on a count axis)."""
   line = ax.axhline if horizontal else ax.axvline
   median, mean = float(np.median(values)), float(np.mean(values))
@@ -219,15 +225,14 @@ def _mark_center(ax: plt.Axes, values: np.ndarray, *, horizontal: bool = False) 
   ax.legend(loc="best", fontsize=9)
 
 
-def _log_density_panel(ax: plt.Axes, values: np.ndarray, noun: str, per: str) -> None:
+def _log_density_panel(ax: Axes, values: np.ndarray, noun: str, per: str) -> None:
   edges = log_bin_edges(values)
   counts, _ = np.histogram(values, bins=edges)
   density = counts / np.diff(edges)
   shown = counts > 0
   ax.bar(edges[:-1][shown], density[shown], width=np.diff(edges)[shown], align="edge",
          color=_COLOR, alpha=0.85, edgecolor="white", linewidth=0.4)
-  ax.set_xscale("log")
-  ax.set_yscale("log")
+  _log_axes(ax)
   ax.set_xlabel(f"ratings per {per}")
   ax.set_ylabel(f"{noun} per unit count (log bins)")
   ax.set_title(f"Distribution (log-binned, {len(edges) - 1} bins)", fontsize=10)
@@ -242,7 +247,8 @@ def plot_rating_distribution(hist: dict[float, int], name: str, path: str | os.P
   total = max(1, int(counts.sum()))
   step = float(np.min(np.diff(values))) if len(values) > 1 else 1.0
   mean, _ = histogram_moments(hist)
-  fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+  fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+  ax = fig.subplots()
   bars = ax.bar(values, counts, width=0.8 * step, color=_COLOR)
   if len(values) <= _MAX_LABELLED_BARS:
     ax.bar_label(bars, labels=[f"{100 * c / total:.1f}%" for c in counts], padding=2,
@@ -260,12 +266,12 @@ def plot_rating_distribution(hist: dict[float, int], name: str, path: str | os.P
 def plot_user_activity(per_user: np.ndarray, name: str, path: str | os.PathLike) -> Path:
   """Ratings per user on log-log axes: log-binned density and the CCDF."""
   per_user = np.asarray(per_user)
-  fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
+  fig = Figure(figsize=(12, 4.6), layout="constrained")
+  left, right = fig.subplots(1, 2)
   _log_density_panel(left, per_user, "users", "user")
   x, p = ccdf(per_user)
   right.step(x, p, where="post", color=_COLOR, linewidth=1.5)
-  right.set_xscale("log")
-  right.set_yscale("log")
+  _log_axes(right)
   right.set_xlabel("ratings per user, x")
   right.set_ylabel("share of users with ≥ x ratings")
   right.set_title("Complementary CDF", fontsize=10)
@@ -278,15 +284,15 @@ def plot_user_activity(per_user: np.ndarray, name: str, path: str | os.PathLike)
 def plot_movie_popularity(per_item: np.ndarray, name: str, path: str | os.PathLike) -> Path:
   """Ratings per movie: rank-frequency on log-log axes (the long tail) and the density."""
   per_item = np.asarray(per_item)
-  fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
+  fig = Figure(figsize=(12, 4.6), layout="constrained")
+  left, right = fig.subplots(1, 2)
   ordered = np.sort(per_item)[::-1]
   ranks = np.arange(1, ordered.size + 1)
   if ordered.size > _MAX_CURVE_POINTS:  # a monotone curve: log-spaced ranks lose nothing
     ranks = np.unique(np.geomspace(1, ordered.size, _MAX_CURVE_POINTS).astype(np.int64))
   left.plot(ranks, ordered[ranks - 1], color=_COLOR, linewidth=1.8, marker="." if
             ranks.size < 200 else None)
-  left.set_xscale("log")
-  left.set_yscale("log")
+  _log_axes(left)
   left.set_xlabel("movie rank (most rated first)")
   left.set_ylabel("ratings")
   left.set_title("Rank-frequency (long tail)", fontsize=10)
@@ -303,8 +309,8 @@ def plot_movie_popularity(per_item: np.ndarray, name: str, path: str | os.PathLi
 
 def plot_ratings_over_time(monthly: MonthlyRatings, name: str, path: str | os.PathLike) -> Path:
   """Ratings per month (bars) above the monthly mean rating."""
-  fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, layout="constrained",
-                                    gridspec_kw={"height_ratios": [2, 1]})
+  fig = Figure(figsize=(11, 6), layout="constrained")
+  top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
   starts = monthly.months.astype("datetime64[D]")
   widths = (monthly.months + 1).astype("datetime64[D]") - starts
   top.bar(starts, monthly.counts, width=0.9 * widths.astype(np.float64), align="edge",
@@ -356,7 +362,7 @@ def render_summary(store: RatingStore, hist: dict[float, int], per_user: np.ndar
            f"| ratings | {n:,} |",
            f"| users | {store.n_users:,} |",
            f"| movies | {store.n_items:,} |",
-           f"| density | {100 * density:.3g}% (sparsity {100 * (1 - density):.4f}%) |",
+           f"| density | {100 * density:.3g}% (sparsity {100 * (1 - density):.6g}%) |",
            f"| rating scale | {lo:g} to {hi:g} stars in steps of {1 / store.rating_scale:g} |",
            f"| mean rating | {mean:.3f} (std {std:.3f}) |"]
   if monthly is not None and monthly.first_day is not None:
@@ -373,7 +379,7 @@ def render_summary(store: RatingStore, hist: dict[float, int], per_user: np.ndar
     s = activity_stats(counts)
     lines.append(f"| {label} | {_num(s['min'])} | {_num(s['median'])} | {s['mean']:,.1f} | "
                  f"{_num(s['max'])} |")
-  shares = "; ".join(f"the top {100 * f:g}% of movies receive "
+  shares = "; ".join(f"the top {100 * f:g}% of movies ({_top_count(per_item, f):,}) receive "
                      f"{100 * top_share(per_item, f):.1f}%" for f in TOP_SHARES)
   lines += ["", f"Concentration: {shares} of all ratings."]
 

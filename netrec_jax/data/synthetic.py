@@ -26,6 +26,7 @@ from netrec_jax.data.builder import StoreBuilder
 from netrec_jax.data.store import RatingStore, iso_to_days
 
 NETFLIX_MAX_CUSTOMER_ID = 2_649_429
+GENERATOR_VERSION = 1  # bump when generated data changes, so cached stores are rebuilt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +116,8 @@ def generate_truth(cfg: SyntheticConfig) -> SyntheticTruth:
 
   start, end = iso_to_days(cfg.start_date), iso_to_days(cfg.end_date)
   span = end - start
-  window_start = start + (span * rng.beta(2.5, 1.3, n_users)).astype(np.int64)
-  window_len = rng.exponential(span / 4, n_users).astype(np.int64) + 1
+  window_start = start + (span * rng.beta(2.0, 1.6, n_users)).astype(np.int64)
+  window_len = rng.exponential(span / 3, n_users).astype(np.int64) + 1
   window_end = np.minimum(window_start + window_len, end)
 
   first_year = int(str(np.datetime64(start, "D"))[:4])
@@ -196,7 +197,8 @@ def build_synthetic_store(cfg: SyntheticConfig, dest: str | os.PathLike, *,
                           overwrite: bool = False, progress=None) -> RatingStore:
   """Generates `cfg` straight into a store (no text round trip)."""
   truth = generate_truth(cfg)
-  params = {"source": "synthetic", **dataclasses.asdict(cfg)}
+  params = {"source": "synthetic", "generator_version": GENERATOR_VERSION,
+            **dataclasses.asdict(cfg)}
   with StoreBuilder(dest, name=f"synthetic_{cfg.n_ratings}_seed{cfg.seed}", rating_scale=1,
                     rating_range=(1, 5), min_user_ratings=min_user_ratings,
                     min_item_ratings=min_item_ratings, overwrite=overwrite,

@@ -1,0 +1,75 @@
+"""netrec_jax launcher: parse flags, pick the experiment config, call into the library.
+
+  python launch.py --experiment=quickstart --workdir=runs/quickstart
+  python launch.py --experiment=ml100k --workdir=runs/ml100k --config.split.fold=u2
+  python launch.py --config=experiments/quickstart.py --config.data.min_user_ratings=50 ...
+
+--experiment=NAME is shorthand for --config=experiments/NAME.py; any config field can be
+overridden with --config.FIELD=VALUE (see netrec_jax/configs.py for every field).
+"""
+
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
+MODES = ("prepare", "eda")
+
+_EXPERIMENT = flags.DEFINE_string(
+    "experiment", None, "Experiment name: a config module in experiments/ (e.g. quickstart, "
+    "ml100k, netflix_time). Shorthand for --config=experiments/NAME.py.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file; override fields with --config.FIELD=VALUE.",
+    lock_config=True)
+_MODE = flags.DEFINE_enum(
+    "mode", "prepare", MODES, "prepare: build or reuse the store, make the split, write "
+    "data_summary.json and EDA plots. eda: the same, with plots even if config.eda is off.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output folder of this run (summaries, plots; later logs and checkpoints).")
+_REBUILD = flags.DEFINE_bool(
+    "rebuild", False, "Rebuild the store even if a cached one matches the config.")
+
+
+def available_experiments() -> list[str]:
+  return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+def expand_experiment_flag(argv: list[str]) -> list[str]:
+  """Turns --experiment=NAME into --config=experiments/NAME.py (config files load at parse)."""
+  name = None
+  for k, arg in enumerate(argv):
+    if arg.startswith("--experiment="):
+      name = arg.split("=", 1)[1]
+    elif arg == "--experiment" and k + 1 < len(argv):
+      name = argv[k + 1]
+  if name is None or any(a == "--config" or a.startswith("--config=") for a in argv):
+    return argv
+  path = EXPERIMENTS_DIR / f"{name}.py"
+  if not path.is_file():
+    sys.exit(f"launch.py: unknown experiment {name!r}; available: "
+             f"{', '.join(available_experiments())}")
+  return argv + [f"--config={path}"]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None:
+    raise app.UsageError("pass --experiment=NAME (one of "
+                         f"{', '.join(available_experiments())}) or --config=FILE")
+  config = _CONFIG.value
+  workdir = _WORKDIR.value or str(Path("runs") / config.name)
+  logging.info("experiment %s, mode %s, workdir %s", config.name, _MODE.value, workdir)
+
+  from netrec_jax import pipeline  # after flag parsing: --help stays fast
+  if _MODE.value == "eda":
+    with config.unlocked():
+      config.eda = True
+  pipeline.prepare(config, workdir, rebuild=_REBUILD.value)
+
+
+if __name__ == "__main__":
+  sys.argv = expand_experiment_flag(sys.argv)
+  app.run(main)
