@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from netrec_jax.data import textio
 from netrec_jax.data.builder import BadLines, StoreBuilder
@@ -94,46 +95,141 @@ def _iter_blocks(path: Path, what: str) -> Iterator[tuple[np.ndarray, np.ndarray
     yield numbers[data], movie[data], lines.filter(pa.array(data))
 
 
-def iter_rating_file(path: str | os.PathLike, bad: BadLines,
-                     movie_year: Callable[[np.ndarray], np.ndarray] | None = None,
-                     latest_date: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-  """Parses one raw rating file into chunks; bad lines are reported (fatal in strict mode)."""
-  path = Path(path)
-  latest_date = latest_date if latest_date is not None else int(
-      np.datetime64("today", "D").astype(np.int64))
-  year_start = (np.arange(1850, 2101) - 1970).astype("datetime64[Y]").astype(
-      "datetime64[D]").astype(np.int64)
+def _scan_headers(path: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
+  """Line indices and ids of the `MOVIE_ID:` lines, and the line count, from the raw bytes.
+
+  Returns None when the file has blank lines or a malformed header, which the exact
+  line-by-line path then reports precisely.
+  """
+  header_lines, header_ids = [], []
+  n_lines, carry = 0, b""
+  with open(path, "rb") as f:
+    while True:
+      block = f.read(textio.BLOCK_BYTES)
+      if not block:
+        break
+      data = carry + block
+      cut = data.rfind(b"\n") + 1
+      data, carry = data[:cut], data[cut:]
+      if not data:
+        continue
+      buf = np.frombuffer(data, np.uint8)
+      newlines = np.flatnonzero(buf == 10)
+      starts = np.concatenate(([0], newlines[:-1] + 1))
+      if (newlines - starts == 0).any():
+        return None
+      colons = np.flatnonzero(buf == 58)
+      line_of_colon = np.searchsorted(newlines, colons)
+      for line, colon in zip(line_of_colon, colons):
+        text = data[starts[line]:colon]
+        if not text.isdigit() or data[colon + 1:newlines[line]].strip():
+          return None
+        header_lines.append(n_lines + int(line))
+        header_ids.append(int(text))
+      n_lines += len(newlines)
+  if carry.strip():
+    n_lines += 1
+    if b":" in carry:
+      return None
+  return np.array(header_lines, np.int64), np.array(header_ids, np.int64), n_lines
+
+
+def _parse_fast(path: Path) -> list[tuple[np.ndarray, ...]] | None:
+  """Typed, multi-threaded pyarrow CSV parse of a clean file; None if anything is irregular.
+
+  Header lines are skipped by the CSV reader and located by `_scan_headers`, so each data
+  row's movie and exact line number follow from arithmetic. Irregular files (a stray field,
+  a non-number, a blank line) return None and go through `_parse_exact` for precise messages.
+  """
+  scanned = _scan_headers(path)
+  if scanned is None:
+    return None
+  header_lines, header_ids, n_lines = scanned
+  irregular = []
+
+  def on_invalid(row) -> str:
+    if not row.text.rstrip().endswith(":"):
+      irregular.append(row.text)
+    return "skip"
+
+  read = pacsv.ReadOptions(column_names=["user", "rating", "date"], block_size=textio.BLOCK_BYTES)
+  parse = pacsv.ParseOptions(delimiter=",", quote_char=False, escape_char=False,
+                             ignore_empty_lines=False, invalid_row_handler=on_invalid)
+  convert = pacsv.ConvertOptions(
+      column_types={"user": pa.int64(), "rating": pa.int32(), "date": pa.date32()},
+      null_values=[], strings_can_be_null=False)
+  # Data rows before header g: header_lines[g] - g. Row k belongs to the last header whose
+  # count of preceding data rows is <= k, and sits on line k + (headers before it) + 1.
+  rows_before_header = header_lines - np.arange(len(header_lines))
+  owner_ids = np.concatenate(([-1], header_ids))
+  out, first_row = [], 0
+  try:
+    for batch in pacsv.open_csv(str(path), read_options=read, parse_options=parse,
+                                convert_options=convert):
+      if irregular:
+        return None
+      k = np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)
+      headers_before = np.searchsorted(rows_before_header, k, side="right")
+      out.append((k + headers_before + 1, owner_ids[headers_before],
+                  batch.column("user").to_numpy(), batch.column("rating").to_numpy(),
+                  batch.column("date").cast(pa.int32()).to_numpy()))
+      first_row += batch.num_rows
+  except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    return None
+  if irregular or first_row + len(header_lines) != n_lines:
+    return None
+  return out
+
+
+def _parse_exact(path: Path, bad: BadLines) -> Iterator[tuple[np.ndarray, ...]]:
+  """Line-by-line (vectorised) parse that names every bad line; used for irregular files."""
   for numbers, movie, lines in _iter_blocks(path, "ratings"):
-    orphan = movie < 0
-    textio.report_bad(bad, path, orphan, numbers, lines,
-                      "rating line before any 'MOVIE_ID:' header")
-    if orphan.any():
-      keep = ~orphan
-      numbers, movie, lines = numbers[keep], movie[keep], lines.filter(pa.array(keep))
     (user_s, rating_s, date_s), ok = textio.split_fields(lines, ",", 3, numbers, bad, path)
     numbers, movie, lines = numbers[ok], movie[ok], lines.filter(pa.array(ok))
     user, user_ok = textio.parse_ints(user_s, numbers, bad, path, "customer id", lines)
     rating, rating_ok = textio.parse_ints(rating_s, numbers, bad, path, "rating", lines,
                                           dtype=pa.int32())
-    in_range = (rating >= 1) & (rating <= 5)
-    textio.report_bad(bad, path, rating_ok & ~in_range, numbers, lines,
-                      "rating outside 1..5")
     days, date_ok = textio.parse_iso_dates(date_s, numbers, bad, path, lines)
-    good = user_ok & rating_ok & in_range & date_ok & (user > 0)
-    textio.report_bad(bad, path, user_ok & (user <= 0), numbers, lines,
-                      "customer id must be positive")
-    future = date_ok & (days > latest_date)
-    textio.report_bad(bad, path, future, numbers, lines, "date is in the future")
-    good &= ~future
+    good = user_ok & rating_ok & date_ok
+    lines = lines.filter(pa.array(good))
+    yield numbers[good], movie[good], user[good], rating[good], days[good], lines
+
+
+def iter_rating_file(path: str | os.PathLike, bad: BadLines,
+                     movie_year: Callable[[np.ndarray], np.ndarray] | None = None,
+                     latest_date: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+  """Parses one raw rating file into chunks; bad lines are reported (fatal in strict mode)."""
+  path = textio.check_readable(path)
+  latest_date = latest_date if latest_date is not None else int(
+      np.datetime64("today", "D").astype(np.int64))
+  year_start = (np.arange(1850, 2101) - 1970).astype("datetime64[Y]").astype(
+      "datetime64[D]").astype(np.int64)
+  parsed = _parse_fast(path)
+  if parsed is None:
+    parsed = _parse_exact(path, bad)
+  for numbers, movie, user, rating, days, *lines in parsed:
+    lines = lines[0] if lines else None
+
+    def reject(mask: np.ndarray, reason: str) -> None:
+      textio.report_bad(bad, path, mask, numbers, lines, reason)
+
+    good = movie >= 0
+    reject(~good, "rating line before any 'MOVIE_ID:' header")
+    in_range = (rating >= 1) & (rating <= 5)
+    reject(good & ~in_range, "rating outside 1..5")
+    good &= in_range
+    reject(good & (user <= 0), "customer id must be positive")
+    good &= user > 0
+    reject(good & (days > latest_date), "date is in the future")
+    good &= days <= latest_date
     if movie_year is not None:
       year = movie_year(movie)
       first_day = np.where(year > 0, year_start[np.clip(year, 1850, 2100) - 1850], -(1 << 30))
       early = good & (days < first_day)
-      textio.report_bad(bad, path, early, numbers, lines,
-                        "rating dated before the movie's release year")
+      reject(early, "rating dated before the movie's release year")
       good &= ~early
     yield {"user_id": user[good], "item_id": movie[good], "rating": rating[good].astype(np.int32),
-           "date": days[good]}
+           "date": days[good].astype(np.int32)}
 
 
 def read_probe(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -65,10 +65,12 @@ def line_numbers(first: int, n: int) -> np.ndarray:
 
 
 def report_bad(bad: BadLines, path: Path, mask: np.ndarray, numbers: np.ndarray,
-               lines: pa.Array, reason: str) -> None:
-  """Records the lines where `mask` is true (texts kept for the first few)."""
+               lines: pa.Array | None, reason: str) -> None:
+  """Records the lines where `mask` is true (texts kept for the first few, when known)."""
   where = np.flatnonzero(mask)
-  if len(where):
+  if len(where) and lines is None:
+    bad.add(path, numbers[where], reason)
+  elif len(where):
     shown = where[:bad.max_examples]
     bad.add(path, numbers[where], reason,
             texts=[str(t) for t in lines.take(pa.array(shown)).to_pylist()]
