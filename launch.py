@@ -50,7 +50,8 @@ def expand_experiment_flag(argv: list[str]) -> list[str]:
   if not path.is_file():
     sys.exit(f"launch.py: unknown experiment {name!r}; available: "
              f"{', '.join(available_experiments())}")
-  return argv + [f"--config={path}"]
+  # The config file must come before any --config.FIELD override.
+  return [argv[0], f"--config={path}"] + argv[1:]
 
 
 def main(argv):
@@ -70,6 +71,25 @@ def main(argv):
   pipeline.prepare(config, workdir, rebuild=_REBUILD.value)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing with one clear line for a bad flag or config field, not a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"launch.py: {e}\nPass --help to see every flag.")
+  except (AttributeError, KeyError) as e:
+    bad = [a for a in argv if a.startswith("--config.")]
+    sys.exit(f"launch.py: unknown config field {e!s} in {' '.join(bad)}; see "
+             "netrec_jax/configs.py for every field.")
+  except (TypeError, ValueError) as e:
+    sys.exit(f"launch.py: bad config override: {e!s}; see netrec_jax/configs.py.")
+
+
 if __name__ == "__main__":
-  sys.argv = expand_experiment_flag(sys.argv)
-  app.run(main)
+  args = expand_experiment_flag(sys.argv)
+  if any(a in ("--help", "-h", "--helpfull", "-?") for a in args[1:]):
+    try:
+      app.run(main, argv=args)
+    except SystemExit as e:
+      sys.exit(0 if e.code in (None, 0, 1) else e.code)
+  app.run(main, argv=args, flags_parser=parse_flags)

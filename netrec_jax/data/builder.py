@@ -39,6 +39,7 @@ from netrec_jax.data.store import (NO_DATE, SCHEMA_VERSION, RatingStore, days_to
 
 BLOCK_ROWS = 1 << 22  # 4M rows: 16 MB per int32 column, the unit of every pass
 _DENSE_LOOKUP_MAX_ID = 1 << 26  # ids below this map through a table instead of searchsorted
+_DENSE_COUNT_MAX_ID = 1 << 24  # ids below this are counted with bincount (<= 128 MB)
 
 
 class BadLines:
@@ -87,10 +88,13 @@ class _IdCounter:
 
   def add(self, ids: np.ndarray) -> None:
     lo, hi = ids.min(), ids.max()
-    if not self._parts and lo >= 0 and hi < _DENSE_LOOKUP_MAX_ID:
-      counts = np.bincount(ids, minlength=len(self._dense))
-      counts[:len(self._dense)] += self._dense
-      self._dense = counts
+    if not self._parts and lo >= 0 and hi < _DENSE_COUNT_MAX_ID:
+      counts = np.bincount(ids)
+      if len(counts) > len(self._dense):
+        counts[:len(self._dense)] += self._dense
+        self._dense = counts
+      else:
+        self._dense[:len(counts)] += counts
       return
     uniq, counts = np.unique(ids, return_counts=True)
     self._parts.append((uniq, counts.astype(np.int64)))
@@ -238,12 +242,17 @@ class StoreBuilder:
     if self.dest.exists() and not overwrite:
       raise DataError(self.dest, "output already exists (pass overwrite=True / --overwrite "
                       "to replace it)")
+    self.tmp = self.dest.parent / f".{self.dest.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    self._spill = {}
     try:
       self.dest.parent.mkdir(parents=True, exist_ok=True)
-      self.tmp = self.dest.parent / f".{self.dest.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
       self.tmp.mkdir()
-      self._spill = {k: open(self.tmp / f"spill_{k}.bin", "wb") for k in ("u", "i", "r", "d")}
+      for k in ("u", "i", "r", "d"):
+        self._spill[k] = open(self.tmp / f"spill_{k}.bin", "wb")
     except OSError as e:
+      for f in self._spill.values():
+        f.close()
+      remove_tree(self.tmp)
       raise DataError(self.dest.parent, f"cannot write the output folder ({e.strerror or e})") from None
     self._closed = False
 
@@ -328,9 +337,16 @@ class StoreBuilder:
     for f in self._spill.values():
       f.close()
     self._closed = True
-    where = self.sources[0]["path"] if self.sources else self.name
+    where = (", ".join(s["path"] for s in self.sources if s.get("role") == "ratings")
+             or self.name)
     if self._n_rows == 0:
-      raise DataError(where, "no ratings were read (is the file empty or in another format?)")
+      hint = ""
+      if self.bad_lines.count:
+        first = self.bad_lines.examples[0] if self.bad_lines.examples else {}
+        hint = (f"; all {self.bad_lines.count} lines were rejected {self.bad_lines.by_reason}, "
+                f"first at {first.get('file')}:{first.get('line')}: {first.get('text')!r}")
+      raise DataError(where, "no ratings were read (is the file empty or in another format?)"
+                      + hint)
     spill = self._spilled()
 
     # ---- 2. filter: users, then items among the surviving users.

@@ -22,7 +22,7 @@ from netrec_jax.data import splits as splits_lib
 from netrec_jax.data import textio
 from netrec_jax.data.builder import BadLines, StoreBuilder
 from netrec_jax.data.errors import DataError
-from netrec_jax.data.store import RatingStore
+from netrec_jax.data.store import RatingStore, remove_tree
 
 ML100K_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -44,26 +44,31 @@ def iter_delimited_ratings(path: str | os.PathLike, sep: str, bad: BadLines, *,
     (user_s, item_s, rating_s, time_s), ok = textio.split_fields(lines, sep, 4, numbers, bad, path)
     numbers, lines = numbers[ok], lines.filter(pa.array(ok))
     user, user_ok = textio.parse_ints(user_s, numbers, bad, path, "user id", lines)
-    item, item_ok = textio.parse_ints(item_s, numbers, bad, path, "item id", lines)
-    stamp, stamp_ok = textio.parse_ints(time_s, numbers, bad, path, "timestamp", lines)
+    item, item_ok = textio.parse_ints(item_s, numbers, bad, path, "item id", lines,
+                                      active=user_ok)
+    stamp, stamp_ok = textio.parse_ints(time_s, numbers, bad, path, "timestamp", lines,
+                                        active=user_ok & item_ok)
+    still = user_ok & item_ok & stamp_ok
     if half_stars:
-      stars, rating_ok = textio.parse_floats(rating_s, numbers, bad, path, "rating", lines)
+      stars, rating_ok = textio.parse_floats(rating_s, numbers, bad, path, "rating", lines,
+                                             active=still)
       scaled = np.rint(stars * 2)
       on_grid = np.abs(scaled - stars * 2) < 1e-6
-      textio.report_bad(bad, path, rating_ok & ~on_grid, numbers, lines,
+      textio.report_bad(bad, path, still & rating_ok & ~on_grid, numbers, lines,
                         "rating is not a multiple of 0.5")
       in_range = (scaled >= 1) & (scaled <= 10)
       rating_ok &= on_grid
       rating = scaled.astype(np.int64)
       range_text = "0.5..5"
     else:
-      rating, rating_ok = textio.parse_ints(rating_s, numbers, bad, path, "rating", lines)
+      rating, rating_ok = textio.parse_ints(rating_s, numbers, bad, path, "rating", lines,
+                                            active=still)
       in_range = (rating >= 1) & (rating <= 5)
       range_text = "1..5"
-    textio.report_bad(bad, path, rating_ok & ~in_range, numbers, lines,
+    textio.report_bad(bad, path, still & rating_ok & ~in_range, numbers, lines,
                       f"rating outside {range_text}")
     stamp_range = (stamp > 0) & (stamp < 4_102_444_800)  # 1970 .. 2100
-    textio.report_bad(bad, path, stamp_ok & ~stamp_range, numbers, lines,
+    textio.report_bad(bad, path, still & rating_ok & in_range & ~stamp_range, numbers, lines,
                       "timestamp outside 1970..2100")
     good = user_ok & item_ok & rating_ok & in_range & stamp_ok & stamp_range
     yield {"user_id": user[good], "item_id": item[good], "rating": rating[good].astype(np.int32),
@@ -177,9 +182,13 @@ def build_ml100k_store(folder: str | os.PathLike, dest: str | os.PathLike, *,
                  min_user_ratings=min_user_ratings, min_item_ratings=min_item_ratings,
                  overwrite=overwrite, params={"source": "ml100k", "strict": strict})
   if min_user_ratings == 0 and min_item_ratings == 0:
-    for fold in folds:
-      if (folder / f"{fold}.base").is_file() and (folder / f"{fold}.test").is_file():
-        splits_lib.save_split(store, ml100k_fold_split(store, folder, fold))
+    try:
+      for fold in folds:
+        if (folder / f"{fold}.base").is_file() and (folder / f"{fold}.test").is_file():
+          splits_lib.save_split(store, ml100k_fold_split(store, folder, fold))
+    except BaseException:
+      remove_tree(store.path)  # a store without the folds its folder promises is not kept
+      raise
   return store
 
 

@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 from netrec_jax.data import textio
 from netrec_jax.data.builder import BadLines, StoreBuilder
 from netrec_jax.data.errors import DataError
-from netrec_jax.data.store import RatingStore, iso_to_days
+from netrec_jax.data.store import RatingStore, iso_to_days, remove_tree
 
 TITLE_FILES = ("movie_titles.txt", "movie_titles.csv")
 
@@ -188,8 +188,9 @@ def _parse_exact(path: Path, bad: BadLines) -> Iterator[tuple[np.ndarray, ...]]:
     numbers, movie, lines = numbers[ok], movie[ok], lines.filter(pa.array(ok))
     user, user_ok = textio.parse_ints(user_s, numbers, bad, path, "customer id", lines)
     rating, rating_ok = textio.parse_ints(rating_s, numbers, bad, path, "rating", lines,
-                                          dtype=pa.int32())
-    days, date_ok = textio.parse_iso_dates(date_s, numbers, bad, path, lines)
+                                          dtype=pa.int32(), active=user_ok)
+    days, date_ok = textio.parse_iso_dates(date_s, numbers, bad, path, lines,
+                                           active=user_ok & rating_ok)
     good = user_ok & rating_ok & date_ok
     lines = lines.filter(pa.array(good))
     yield numbers[good], movie[good], user[good], rating[good], days[good], lines
@@ -293,8 +294,12 @@ def build_netflix_store(root: str | os.PathLike | None, dest: str | os.PathLike,
       builder.set_item_info(info)
     store = builder.finish()
   if files.get("probe") is not None:
-    from netrec_jax.data import splits  # local: splits imports this module's readers lazily
-    splits.save_split(store, splits.netflix_probe_split(store, files["probe"]))
+    from netrec_jax.data import splits  # local: splits reads probe files through this module
+    try:
+      splits.save_split(store, splits.netflix_probe_split(store, files["probe"]))
+    except BaseException:
+      remove_tree(store.path)  # a store without the split its folder promises is not kept
+      raise
   return store
 
 

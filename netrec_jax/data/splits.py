@@ -151,13 +151,23 @@ def locate_pairs(store: RatingStore, users: np.ndarray, items: np.ndarray) -> np
 
 def from_test_pairs(store: RatingStore, user_ids: np.ndarray, item_ids: np.ndarray, *,
                     name: str, protocol: str, source: str | os.PathLike,
-                    train_pairs: tuple[np.ndarray, np.ndarray] | None = None) -> Split:
+                    train_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+                    skip_filtered: bool = False) -> Split:
   """Marks the rows of the given original-id pairs as test, the rest as train.
 
   With `train_pairs` only those rows are train and everything else is unused, and the two
-  lists must not overlap. Pairs missing from the store are an error naming `source`.
+  lists must not overlap. Pairs missing from the store are an error naming `source`; with
+  `skip_filtered`, pairs whose user or item the store dropped (min-ratings filters) are
+  skipped and counted instead.
   """
-  rows = locate_pairs(store, store.user_index(user_ids), store.item_index(item_ids))
+  users, items = store.user_index(user_ids), store.item_index(item_ids)
+  n_skipped = 0
+  if skip_filtered:
+    known = (users >= 0) & (items >= 0)
+    n_skipped = int((~known).sum())
+    users, items = users[known], items[known]
+    user_ids, item_ids = np.asarray(user_ids)[known], np.asarray(item_ids)[known]
+  rows = locate_pairs(store, users, items)
   missing = np.flatnonzero(rows < 0)
   if len(missing):
     raise DataError(source, f"{len(missing)} of {len(rows)} test pairs are not in the store, "
@@ -173,15 +183,18 @@ def from_test_pairs(store: RatingStore, user_ids: np.ndarray, item_ids: np.ndarr
   if (assignment[rows] == TRAIN).any() and train_pairs is not None:
     raise DataError(source, "train and test pairs overlap")
   assignment[rows] = TEST
-  return Split(name=name, protocol=protocol, assignment=assignment,
-               params={"source": os.fspath(source)})
+  params = {"source": os.fspath(source)}
+  if skip_filtered:
+    params["skipped_filtered_pairs"] = n_skipped
+  return Split(name=name, protocol=protocol, assignment=assignment, params=params)
 
 
 def netflix_probe_split(store: RatingStore, probe_path: str | os.PathLike) -> Split:
   from netrec_jax.data import netflix
   movies, customers = netflix.read_probe(probe_path)
+  filtered = any(store.meta.get("filters", {}).values())
   return from_test_pairs(store, customers, movies, name="netflix_probe", protocol="netflix_probe",
-                         source=probe_path)
+                         source=probe_path, skip_filtered=filtered)
 
 
 # ------------------------------------------------------------------------- stats and files

@@ -56,8 +56,10 @@ def iter_lines(path: str | os.PathLike, encoding: str = "utf8", skip_header: boo
       yield first, lines
       first += len(lines)
   except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError) as e:
-    raise DataError(path, f"cannot read as {encoding} text lines; file truncated, corrupt or "
-                    f"in another format ({str(e).splitlines()[0]})", line=first) from None
+    # The reader fails per block, so we know only that the problem is at or after `first`.
+    raise DataError(path, f"cannot read as {encoding} text lines at or after line {first}; "
+                    f"file truncated, corrupt or in another format "
+                    f"({str(e).splitlines()[0]})") from None
 
 
 def line_numbers(first: int, n: int) -> np.ndarray:
@@ -78,15 +80,20 @@ def report_bad(bad: BadLines, path: Path, mask: np.ndarray, numbers: np.ndarray,
 
 
 def parse_ints(strings: pa.Array, numbers: np.ndarray, bad: BadLines, path: Path, what: str,
-               lines: pa.Array, dtype=pa.int64()) -> tuple[np.ndarray, np.ndarray]:
-  """Casts strings to integers; returns (values, ok) and reports the lines that are not."""
+               lines: pa.Array, dtype=pa.int64(),
+               active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Casts strings to integers; returns (values, ok) and reports the lines that are not.
+
+  Only lines in `active` (still good after earlier fields) are reported, so a line with
+  several bad fields counts once.
+  """
   stripped = pc.utf8_trim_whitespace(strings)
   try:
     values = pc.cast(stripped, dtype)
     return values.to_numpy(zero_copy_only=False), np.ones(len(strings), bool)
   except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
     ok = pc.match_substring_regex(stripped, r"^[+-]?\d{1,18}$").to_numpy(zero_copy_only=False)
-    report_bad(bad, path, ~ok, numbers, lines, f"{what} is not an integer")
+    report_bad(bad, path, _active(active, ~ok), numbers, lines, f"{what} is not an integer")
     filled = pc.if_else(pa.array(ok), stripped, pa.scalar("0"))
     try:
       values = pc.cast(filled, dtype)
@@ -97,7 +104,8 @@ def parse_ints(strings: pa.Array, numbers: np.ndarray, bad: BadLines, path: Path
 
 
 def parse_floats(strings: pa.Array, numbers: np.ndarray, bad: BadLines, path: Path, what: str,
-                 lines: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+                 lines: pa.Array, active: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
   stripped = pc.utf8_trim_whitespace(strings)
   try:
     values = pc.cast(stripped, pa.float64()).to_numpy(zero_copy_only=False)
@@ -107,22 +115,29 @@ def parse_floats(strings: pa.Array, numbers: np.ndarray, bad: BadLines, path: Pa
     ok = ok.to_numpy(zero_copy_only=False)
     values = pc.cast(pc.if_else(pa.array(ok), stripped, pa.scalar("0")), pa.float64())
     values = values.to_numpy(zero_copy_only=False)
-  report_bad(bad, path, ~ok, numbers, lines, f"{what} is not a number")
+  report_bad(bad, path, _active(active, ~ok), numbers, lines, f"{what} is not a number")
   return values, ok
 
 
 def parse_iso_dates(strings: pa.Array, numbers: np.ndarray, bad: BadLines, path: Path,
-                    lines: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+                    lines: pa.Array, active: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
   """YYYY-MM-DD strings to days since 1970-01-01 (int32), rejecting impossible dates."""
   stripped = pc.utf8_trim_whitespace(strings)
   parsed = pc.strptime(stripped, format="%Y-%m-%d", unit="s", error_is_null=True)
-  ok = pc.is_valid(parsed).to_numpy(zero_copy_only=False)
-  # strptime accepts some malformed widths; insist on the exact layout too.
-  ok &= pc.match_substring_regex(stripped, r"^\d{4}-\d{2}-\d{2}$").to_numpy(zero_copy_only=False)
-  report_bad(bad, path, ~ok, numbers, lines, "date is not a valid YYYY-MM-DD date")
+  # strptime rolls 2005-02-30 over to March and accepts odd widths: the date must print back
+  # exactly as written.
+  printed = pc.strftime(parsed, format="%Y-%m-%d")
+  ok = pc.fill_null(pc.equal(printed, stripped), False).to_numpy(zero_copy_only=False)
+  report_bad(bad, path, _active(active, ~ok), numbers, lines,
+             "date is not a valid YYYY-MM-DD date")
   days = pc.cast(pc.fill_null(parsed, 0), pa.timestamp("s")).cast(pa.int64()).to_numpy(
       zero_copy_only=False) // 86400
   return days.astype(np.int32), ok
+
+
+def _active(active: np.ndarray | None, mask: np.ndarray) -> np.ndarray:
+  return mask if active is None else mask & active
 
 
 def split_fields(lines: pa.Array, sep: str, n_fields: int, numbers: np.ndarray, bad: BadLines,
