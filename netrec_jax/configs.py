@@ -40,6 +40,57 @@ def base_config() -> ml_collections.ConfigDict:
   config.split.fold = "u1"  # ml100k_fold: u1..u5, ua, ub
   config.split.loo_n_valid = 1  # loo: ratings before the held-out last one kept for validation
 
+  # --- Model (netrec_jax/models): mf | gmf | mlp | neumf | hybrid.
+  config.task = "explicit"  # explicit: MSE on ratings; implicit: BCE with sampled negatives
+  config.seed = 0  # parameter init, dropout, negative sampling and batch order
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "mf"
+  config.model.embed_dim = 64  # mf / hybrid embedding width
+  config.model.use_bias = True  # mf: user and item biases
+  config.model.gmf_dim = 32  # gmf / neumf: GMF embedding width (predictive factors)
+  config.model.mlp_layers = (64, 32, 16, 8)  # mlp / neumf: tower; embeddings are [0] // 2 wide
+  config.model.hidden = (128, 64, 32)  # hybrid: MLP widths
+  config.model.dropout = 0.0  # dropout in towers
+  config.model.batch_norm = True  # hybrid: batch norm in the tower
+  config.model.use_features = False  # add train-split activity features as MLP inputs
+  config.model.init_std = 0.05  # normal init of embedding tables (biases start at 0)
+  config.model.compute_dtype = "float32"  # or bfloat16 (params and updates stay float32)
+
+  # --- Optimizers: row-sparse for embedding tables, optax for the rest.
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.sparse = "adagrad"  # sgd | adagrad (row-wise) | lazy_adam
+  config.optimizer.sparse_lr = 0.05  # per-example step size of table rows
+  config.optimizer.embed_l2 = 0.0  # L2 on touched table rows (per occurrence)
+  config.optimizer.dense = "adam"  # adam | adamw | sgd, for tower and output params
+  config.optimizer.lr = 1e-3
+  config.optimizer.momentum = 0.0  # sgd
+  config.optimizer.weight_decay = 1e-4  # adamw
+  config.optimizer.clip_norm = 0.0  # global-norm clipping of dense grads (0 = off)
+  config.optimizer.schedule = "constant"  # constant | warmup_cosine (both learning rates)
+  config.optimizer.warmup_steps = 100
+  config.optimizer.final_lr_fraction = 0.0  # warmup_cosine: end lr as a fraction of peak
+  config.optimizer.plateau_patience = 0  # epochs without improvement before lr *= factor
+  config.optimizer.plateau_factor = 0.5
+
+  # --- Training loop.
+  config.train = ml_collections.ConfigDict()
+  config.train.epochs = 10
+  config.train.batch_size = 8192
+  config.train.eval_batch_size = 65536
+  config.train.input_pipeline = "host"  # host (memmap gather + prefetch) | device (scan)
+  config.train.prefetch = 2  # host batches kept ready ahead of the step
+  config.train.num_negatives = 4  # implicit: sampled negatives per positive
+  config.train.early_stopping_patience = 3  # epochs without validation improvement (0 = off)
+  config.train.min_delta = 1e-4  # smallest improvement that counts
+  config.train.resume = True  # continue from WORKDIR/checkpoints/latest if present
+  config.train.check_every_steps = 100  # host mode: NaN check interval
+  config.train.log_every_s = 10.0  # progress line interval within an epoch
+
+  # --- Devices: a (data, model) mesh. data = -1 uses all devices not used by model.
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.data = -1
+  config.mesh.model = 1  # > 1 row-shards embedding tables over this many devices
+
   # --- Analysis.
   config.eda = True  # write EDA plots and summary.md into WORKDIR/eda
   config.eda_top_k = 20  # movies listed in the summary

@@ -41,3 +41,18 @@ def _short(x: float) -> str:
 def _clock(seconds: float) -> str:
   seconds = int(round(seconds))
   return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class _DropChattyLibraries:
+  """Drops INFO/DEBUG records logged through absl by orbax (dozens of lines per save)."""
+
+  def filter(self, record) -> bool:
+    return record.levelno >= 30 or "/orbax/" not in record.pathname
+
+
+def quiet_library_logs() -> None:
+  """Keeps our progress lines readable: library INFO chatter off, warnings still shown."""
+  import logging as std_logging
+  absl_logger = std_logging.getLogger("absl")
+  if not any(isinstance(f, _DropChattyLibraries) for f in absl_logger.filters):
+    absl_logger.addFilter(_DropChattyLibraries())

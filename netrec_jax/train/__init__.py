@@ -1,0 +1,1 @@
+"""Training engine: sharded jit steps, input pipelines, row-sparse optimizers, checkpoints."""

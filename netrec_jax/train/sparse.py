@@ -1,0 +1,66 @@
+"""Row-sparse optimizers for embedding tables: only the rows a batch touches are updated.
+
+A dense optax step over a 480k x 64 table reads and writes every row each step; these touch
+B rows. Duplicate indices in a batch are merged first (segment_sum over jnp.unique with a
+static size), so Adagrad and Adam see one summed gradient per row, as a dense optimizer would.
+`l2` is applied to the touched rows only ("lazy" weight decay, as SGD matrix factorization
+does it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+SPARSE_OPTIMIZERS = ("sgd", "adagrad", "lazy_adam")
+
+
+def init_slots(kind: str, table: jax.Array) -> dict[str, jax.Array]:
+  """Per-table optimizer state: none (sgd), a scalar per row (adagrad), m and v (lazy_adam)."""
+  if kind == "sgd":
+    return {}
+  if kind == "adagrad":
+    return {"accum": jnp.zeros((table.shape[0],), jnp.float32)}
+  if kind == "lazy_adam":
+    return {"m": jnp.zeros_like(table), "v": jnp.zeros_like(table)}
+  raise ValueError(f"unknown sparse optimizer {kind!r}; expected one of {SPARSE_OPTIMIZERS}")
+
+
+def _merge_duplicates(indices: jax.Array, grads: jax.Array, n_rows: int):
+  """Unique rows (padded with n_rows, an out-of-range index) and their summed gradients."""
+  unique, inverse = jnp.unique(indices, size=indices.shape[0], fill_value=n_rows,
+                               return_inverse=True)
+  summed = jax.ops.segment_sum(grads, inverse.reshape(-1), num_segments=indices.shape[0])
+  return unique, summed
+
+
+def apply(kind: str, table: jax.Array, slots: dict[str, jax.Array], indices: jax.Array,
+          grads: jax.Array, *, lr: jax.Array, l2: float, step: jax.Array,
+          hyper: dict[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Updates `table` rows `indices` [B] with per-example gradients `grads` [B, dim].
+
+  Indices equal to the table's row count are padding and leave the table untouched.
+  """
+  n_rows = table.shape[0]  # indices == n_rows mark padding examples: read as 0, never written
+  if kind == "sgd":
+    g = grads + l2 * table.at[indices].get(mode="fill", fill_value=0)
+    return table.at[indices].add((-lr * g).astype(table.dtype), mode="drop"), slots
+  rows, g = _merge_duplicates(indices, grads, n_rows)
+  current = table.at[rows].get(mode="fill", fill_value=0)
+  g = g + l2 * current
+  if kind == "adagrad":
+    accum = slots["accum"].at[rows].get(mode="fill", fill_value=0) + jnp.mean(g * g, axis=-1)
+    update = -lr * g / (jnp.sqrt(accum)[:, None] + hyper.get("eps", 1e-8))
+    return (table.at[rows].add(update, mode="drop"),
+            {"accum": slots["accum"].at[rows].set(accum, mode="drop")})
+  b1, b2, eps = hyper.get("b1", 0.9), hyper.get("b2", 0.999), hyper.get("eps", 1e-8)
+  m = b1 * slots["m"].at[rows].get(mode="fill", fill_value=0) + (1 - b1) * g
+  v = b2 * slots["v"].at[rows].get(mode="fill", fill_value=0) + (1 - b2) * g * g
+  t = (step + 1).astype(jnp.float32)
+  m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+  update = -lr * m_hat / (jnp.sqrt(v_hat) + eps)
+  return (table.at[rows].add(update, mode="drop"),
+          {"m": slots["m"].at[rows].set(m, mode="drop"),
+           "v": slots["v"].at[rows].set(v, mode="drop")})

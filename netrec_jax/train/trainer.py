@@ -1,0 +1,415 @@
+"""train_and_evaluate(config, workdir) and evaluate_checkpoint(...): the training loop.
+
+Order of work (as flax's examples and big_vision do it):
+  Set up data      store + split from the config; training mean; optional side features
+  Set up mesh      (data, model) mesh; state created already sharded
+  Resume           WORKDIR/checkpoints/latest if present, else from scratch
+  Train loop       host-fed or device-resident epochs; NaN check before any checkpoint
+  Validate         RMSE/MAE (explicit) or sampled log loss (implicit) each epoch; early stop,
+                   reduce-on-plateau, best checkpoint
+  Final            best state evaluated on validation and test -> final_metrics.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from netrec_jax import models
+from netrec_jax.data import datasets, features
+from netrec_jax.data.splits import Split
+from netrec_jax.data.store import RatingStore
+from netrec_jax.progress import Progress, quiet_library_logs
+from netrec_jax.train import checkpoint as ckpt_lib
+from netrec_jax.train import input_pipeline, sparse, state as state_lib, steps
+
+
+class NonFiniteLossError(FloatingPointError):
+  pass
+
+
+# ------------------------------------------------------------------------------ optimizers
+def learning_rate_schedule(peak: float, opt_cfg: Any, total_steps: int) -> optax.Schedule:
+  if opt_cfg.schedule == "constant":
+    return optax.constant_schedule(peak)
+  if opt_cfg.schedule == "warmup_cosine":
+    warmup = min(int(opt_cfg.warmup_steps), max(total_steps - 1, 0))
+    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1),
+                                              end_value=peak * opt_cfg.final_lr_fraction)
+  raise ValueError(f"optimizer.schedule must be constant or warmup_cosine, got "
+                   f"{opt_cfg.schedule!r}")
+
+
+def dense_optimizer(opt_cfg: Any, total_steps: int) -> optax.GradientTransformation:
+  """optax chain for the Flax params: clipping, then adam / adamw / sgd on a schedule."""
+  lr = learning_rate_schedule(opt_cfg.lr, opt_cfg, total_steps)
+  parts = []
+  if opt_cfg.clip_norm > 0:
+    parts.append(optax.clip_by_global_norm(opt_cfg.clip_norm))
+  if opt_cfg.dense == "adam":
+    parts.append(optax.adam(lr))
+  elif opt_cfg.dense == "adamw":
+    parts.append(optax.adamw(lr, weight_decay=opt_cfg.weight_decay))
+  elif opt_cfg.dense == "sgd":
+    parts.append(optax.sgd(lr, momentum=opt_cfg.momentum or None))
+  else:
+    raise ValueError(f"optimizer.dense must be adam, adamw or sgd, got {opt_cfg.dense!r}")
+  return optax.chain(*parts)
+
+
+# ----------------------------------------------------------------------------------- setup
+@dataclasses.dataclass
+class Experiment:
+  """Everything derived from a config and its data that training and evaluation share."""
+
+  config: ml_collections.ConfigDict
+  store: RatingStore
+  split: Split
+  rows: dict[str, np.ndarray]
+  global_mean: float
+  mesh: Any
+  model: Any
+  specs: dict[str, models.TableSpec]
+  init: Any
+  shardings: Any
+  aux: dict[str, jax.Array]
+  predict: Any
+  steps_per_epoch: int
+
+
+def _validate_config(config: Any) -> None:
+  t = config.train
+  for name in ("epochs", "batch_size", "eval_batch_size"):
+    if t[name] <= 0:
+      raise ValueError(f"train.{name} must be positive, got {t[name]}")
+  if config.optimizer.sparse not in sparse.SPARSE_OPTIMIZERS:
+    raise ValueError(f"optimizer.sparse must be one of {sparse.SPARSE_OPTIMIZERS}, got "
+                     f"{config.optimizer.sparse!r}")
+  if config.task not in steps.TASKS:
+    raise ValueError(f"task must be one of {steps.TASKS}, got {config.task!r}")
+  if t.input_pipeline not in ("host", "device"):
+    raise ValueError(f"train.input_pipeline must be host or device, got {t.input_pipeline!r}")
+
+
+def _side_features(store: RatingStore, split: Split, mesh) -> dict[str, jax.Array]:
+  """Standardized [log count, mean rating] per user and item, from training rows only."""
+  feats = features.split_features(store, split)
+  out = {}
+  for entity in ("user", "item"):
+    x = np.stack([feats[entity]["log_n_ratings"], feats[entity]["mean_rating"]], 1)
+    x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
+    out[f"{entity}_features"] = jax.device_put(x.astype(np.float32), NamedSharding(mesh, P()))
+  return out
+
+
+def setup(config: ml_collections.ConfigDict, global_mean: float | None = None) -> Experiment:
+  _validate_config(config)
+  store = datasets.open_or_build(config.data)
+  split = datasets.make_split(store, config.split)
+  if split is None:
+    raise ValueError("training needs a split (split.kind must not be 'none')")
+  rows = {part: split.rows(part) for part in ("train", "valid", "test")}
+  if len(rows["train"]) == 0:
+    raise ValueError(f"split {split.name} has no training rows")
+  if global_mean is None:
+    global_mean = float(store.stars(rows["train"]).astype(np.float64).mean())
+  mesh = state_lib.make_mesh(config.mesh)
+  model = models.build_model(config.model, global_mean if config.task == "explicit" else 0.0)
+  specs = model.table_specs()
+  sizes = state_lib.table_sizes(specs, store.n_users, store.n_items, mesh)
+  steps_per_epoch = (len(rows["train"]) // config.train.batch_size
+                     if config.train.input_pipeline == "device"
+                     else -(-len(rows["train"]) // config.train.batch_size))
+  total_steps = steps_per_epoch * config.train.epochs
+  dense_tx = dense_optimizer(config.optimizer, total_steps)
+  aux = _side_features(store, split, mesh) if config.model.use_features else {}
+  n_features = 4 if config.model.use_features else 0
+  init = state_lib.state_initializer(model, specs, sizes, dense_tx, config.optimizer.sparse,
+                                     config.seed, n_features)
+  shardings = state_lib.state_shardings(jax.eval_shape(init), mesh)
+  replicated = NamedSharding(mesh, P())
+  predict = jax.jit(steps.make_predict_step(model, specs),
+                    in_shardings=(shardings, input_pipeline.batch_sharding(mesh), replicated),
+                    out_shardings=input_pipeline.batch_sharding(mesh))
+  exp = Experiment(config, store, split, rows, global_mean, mesh, model, specs, init, shardings,
+                   aux, predict, steps_per_epoch)
+  exp.dense_tx, exp.total_steps = dense_tx, total_steps
+  return exp
+
+
+def _train_step(exp: Experiment):
+  cfg = exp.config
+  sparse_lr = learning_rate_schedule(cfg.optimizer.sparse_lr, cfg.optimizer, exp.total_steps)
+  return steps.make_train_step(
+      exp.model, exp.specs, task=cfg.task, dense_tx=exp.dense_tx,
+      sparse_kind=cfg.optimizer.sparse, sparse_lr=sparse_lr, sparse_l2=cfg.optimizer.embed_l2,
+      sparse_hyper={}, n_items=exp.store.n_items, num_negatives=cfg.train.num_negatives)
+
+
+# ------------------------------------------------------------------------------ evaluation
+def predict_rows(exp: Experiment, state, rows: np.ndarray) -> np.ndarray:
+  """Scores for store rows, in their order, batch by batch on the devices."""
+  size = exp.config.train.eval_batch_size
+  size = -(-size // exp.mesh.shape[state_lib.DATA]) * exp.mesh.shape[state_lib.DATA]
+  sharding = input_pipeline.batch_sharding(exp.mesh)
+  out = np.empty(len(rows), np.float32)
+  for lo in range(0, len(rows), size):
+    chunk = rows[lo:lo + size]
+    batch = {"user": np.take(exp.store.user, chunk), "item": np.take(exp.store.item, chunk)}
+    pad = size - len(chunk)
+    batch = {k: np.pad(v, (0, pad)) for k, v in batch.items()}
+    scores = exp.predict(state, input_pipeline.put_batch(batch, sharding), exp.aux)
+    out[lo:lo + len(chunk)] = np.asarray(jax.device_get(scores))[:len(chunk)]
+  return out
+
+
+def rating_metrics(exp: Experiment, state, part: str) -> dict[str, float]:
+  """RMSE and MAE in float64, predictions clipped to the store's rating range."""
+  rows = exp.rows[part]
+  if len(rows) == 0:
+    return {"n": 0}
+  lo, hi = exp.store.rating_range
+  pred = np.clip(predict_rows(exp, state, rows).astype(np.float64), lo, hi)
+  err = pred - exp.store.stars(rows).astype(np.float64)
+  return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))),
+          "n": int(len(rows))}
+
+
+def implicit_metrics(exp: Experiment, state, part: str, negatives: int = 4) -> dict[str, float]:
+  """Log loss on held-out positives and seeded uniform negatives (the training objective)."""
+  rows = exp.rows[part]
+  if len(rows) == 0:
+    return {"n": 0}
+  pos = predict_rows(exp, state, rows).astype(np.float64)
+  rng = np.random.default_rng(12345)
+  neg_items = rng.integers(0, exp.store.n_items, (len(rows), negatives)).astype(np.int32)
+  users = np.repeat(np.take(exp.store.user, rows), negatives)
+  fake_store = dataclasses.replace(exp.store, user=users, item=neg_items.reshape(-1))
+  neg = predict_rows(dataclasses.replace(exp, store=fake_store), state,
+                     np.arange(len(users))).astype(np.float64)
+  loss = np.concatenate([np.logaddexp(0, -pos), np.logaddexp(0, neg)])
+  return {"logloss": float(loss.mean()), "n": int(len(rows))}
+
+
+def metrics_for(exp: Experiment, state, part: str) -> dict[str, float]:
+  if exp.config.task == "explicit":
+    return rating_metrics(exp, state, part)
+  return implicit_metrics(exp, state, part)
+
+
+def monitored(exp: Experiment) -> str:
+  return "rmse" if exp.config.task == "explicit" else "logloss"
+
+
+# ---------------------------------------------------------------------------------- train
+def _check_finite(losses: list, first_step: int, epoch: int) -> float:
+  values = np.asarray(jax.device_get(jnp.stack(losses))) if losses else np.zeros(0)
+  bad = np.flatnonzero(~np.isfinite(values))
+  if len(bad):
+    raise NonFiniteLossError(
+        f"loss became {values[bad[0]]} at step {first_step + int(bad[0])} (epoch {epoch}); "
+        "stopped before writing a checkpoint. Lower the learning rates, add clipping "
+        "(optimizer.clip_norm) or check the data.")
+  return float(values.mean()) if len(values) else float("nan")
+
+
+def _meta(exp: Experiment, step: int, epoch: int, history: dict[str, Any]) -> dict[str, Any]:
+  return {"config": exp.config.to_dict(), "step": step, "epoch": epoch,
+          "store_fingerprint": exp.store.fingerprint, "store_name": exp.store.name,
+          "split": exp.split.name, "protocol": exp.split.protocol,
+          "split_fingerprint": exp.split.info.get("fingerprint"),
+          "global_mean": exp.global_mean, "history": history,
+          "jax_version": jax.__version__, "devices": jax.device_count()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike
+                       ) -> dict[str, Any]:
+  """Trains config's model on its data, checkpoints into workdir, returns final metrics."""
+  quiet_library_logs()
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  exp = setup(config)
+  cfg = config.train
+  logging.info("data: %s, split %s (protocol %s): train %d, valid %d, test %d",
+               exp.store.name, exp.split.name, exp.split.protocol, len(exp.rows["train"]),
+               len(exp.rows["valid"]), len(exp.rows["test"]))
+  logging.info("mesh %s on %d %s devices; tables %s", dict(exp.mesh.shape), jax.device_count(),
+               jax.devices()[0].platform,
+               {k: (v.entity, v.dim) for k, v in exp.specs.items()})
+
+  # ---- Resume or start from scratch.
+  checkpoints = ckpt_lib.Checkpoints(workdir)
+  history = {"best_epoch": None, "best_metric": None, "epochs_without_improvement": 0}
+  start_epoch = 0
+  if checkpoints.has("latest") and cfg.resume:
+    meta = checkpoints.read_meta("latest")
+    ckpt_lib.check_compatible(meta, config.to_dict(), exp.store.fingerprint,
+                              checkpoints.root / "latest")
+    state, meta = checkpoints.restore("latest", state_lib.abstract_state(exp.init, exp.mesh))
+    start_epoch, history = meta["epoch"] + 1, meta["history"]
+    logging.info("resumed from %s at epoch %d, step %d", checkpoints.root / "latest",
+                 start_epoch, int(state.step))
+  else:
+    state = jax.jit(exp.init, out_shardings=exp.shardings)()
+
+  # ---- Compile the step for the chosen input pipeline.
+  replicated = NamedSharding(exp.mesh, P())
+  train_step = _train_step(exp)
+  if cfg.input_pipeline == "device":
+    columns = input_pipeline.device_columns(exp.store, exp.rows["train"], exp.mesh)
+    epoch_fn, _ = input_pipeline.make_device_epoch(train_step, len(exp.rows["train"]),
+                                                   cfg.batch_size, exp.mesh)
+    epoch_fn = jax.jit(epoch_fn, in_shardings=(exp.shardings, replicated, replicated,
+                                               replicated),
+                       out_shardings=(exp.shardings, replicated), donate_argnums=0)
+  else:
+    batches = input_pipeline.HostBatches(exp.store, exp.rows["train"], cfg.batch_size,
+                                         config.seed, exp.mesh, prefetch=cfg.prefetch)
+    step_fn = jax.jit(train_step, in_shardings=(exp.shardings,
+                                                input_pipeline.batch_sharding(exp.mesh),
+                                                replicated),
+                      out_shardings=(exp.shardings, replicated), donate_argnums=0)
+
+  metric = monitored(exp)
+  log_path = workdir / "metrics.jsonl"
+  train_started = time.time()
+  epochs_run = 0
+  for epoch in range(start_epoch, cfg.epochs):
+    # ---- One epoch.
+    t0 = time.time()
+    first_step = int(state.step)
+    if cfg.input_pipeline == "device":
+      key = jax.random.fold_in(jax.random.PRNGKey(config.seed), epoch)
+      state, step_metrics = epoch_fn(state, columns, exp.aux, key)
+      train_loss = _check_finite(list(step_metrics["loss"]), first_step, epoch)
+      n_seen = exp.steps_per_epoch * cfg.batch_size
+    else:
+      progress = Progress(f"epoch {epoch}", len(batches), "steps", every_s=cfg.log_every_s)
+      losses = []
+      for k, batch in enumerate(batches.epoch(epoch)):
+        state, m = step_fn(state, batch, exp.aux)
+        losses.append(m["loss"])
+        if (k + 1) % cfg.check_every_steps == 0:
+          _check_finite(losses[-cfg.check_every_steps:], first_step + k + 1 -
+                        cfg.check_every_steps, epoch)
+        progress(k + 1)
+      train_loss = _check_finite(losses, first_step, epoch)
+      n_seen = len(exp.rows["train"])
+    jax.block_until_ready(state.step)
+    epoch_seconds = time.time() - t0
+
+    # ---- Validate, track the best, early stopping and plateau.
+    valid = metrics_for(exp, state, "valid") if len(exp.rows["valid"]) else {}
+    value = valid.get(metric)
+    improved = value is not None and (history["best_metric"] is None or
+                                      value < history["best_metric"] - cfg.min_delta)
+    if improved:
+      history.update(best_metric=value, best_epoch=epoch, epochs_without_improvement=0)
+    else:
+      history["epochs_without_improvement"] += 1
+      if (config.optimizer.plateau_patience > 0 and
+          history["epochs_without_improvement"] % config.optimizer.plateau_patience == 0):
+        state = state.replace(lr_scale=state.lr_scale * config.optimizer.plateau_factor)
+    record = {"epoch": epoch, "step": int(state.step), "train_loss": train_loss,
+              **{f"valid_{k}": v for k, v in valid.items() if k != "n"},
+              "lr_scale": float(state.lr_scale), "epoch_seconds": epoch_seconds,
+              "ratings_per_s": n_seen / epoch_seconds, "time": time.time()}
+    with open(log_path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    remaining = (cfg.epochs - epoch - 1) * (time.time() - train_started) / (epochs_run + 1)
+    logging.info("epoch %d/%d: train loss %.4f, valid %s %s, %.1fs, %.2fM ratings/s, ETA %.0fs",
+                 epoch + 1, cfg.epochs, train_loss, metric,
+                 f"{value:.4f}" if value is not None else "n/a", epoch_seconds,
+                 n_seen / epoch_seconds / 1e6, remaining)
+
+    # ---- Checkpoint (only after the finite check above).
+    meta = _meta(exp, int(state.step), epoch, history)
+    if improved or value is None:
+      checkpoints.save("best", int(state.step), state, meta)
+    checkpoints.save("latest", int(state.step), state, meta)
+    epochs_run += 1
+    if cfg.early_stopping_patience > 0 and \
+        history["epochs_without_improvement"] >= cfg.early_stopping_patience:
+      logging.info("early stopping: no %s improvement for %d epochs", metric,
+                   cfg.early_stopping_patience)
+      break
+  checkpoints.wait()
+  train_seconds = time.time() - train_started
+
+  # ---- Final: best state on validation and test.
+  final = evaluate_state_from(exp, checkpoints, "best" if checkpoints.has("best") else "latest")
+  final.update(train_seconds=train_seconds, epochs_run=epochs_run,
+               best_epoch=history["best_epoch"])
+  checkpoints.close()
+  _write_json(workdir / "final_metrics.json", final)
+  return final
+
+
+def evaluate_state_from(exp: Experiment, checkpoints: ckpt_lib.Checkpoints, which: str
+                        ) -> dict[str, Any]:
+  state, meta = checkpoints.restore(which, state_lib.abstract_state(exp.init, exp.mesh))
+  result = {
+      "protocol": exp.split.protocol, "split": exp.split.name, "store": exp.store.name,
+      "store_fingerprint": exp.store.fingerprint, "model": exp.config.model.name,
+      "task": exp.config.task, "checkpoint": which, "checkpoint_step": int(meta["step"]),
+      "checkpoint_epoch": int(meta["epoch"]),
+      "predictions": ("clipped to the rating range " + str(list(exp.store.rating_range))
+                      if exp.config.task == "explicit" else "logits"),
+      "valid": metrics_for(exp, state, "valid"),
+      "test": metrics_for(exp, state, "test"),
+  }
+  return result
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, restore_from: str | os.PathLike,
+                        workdir: str | os.PathLike, which: str = "best") -> dict[str, Any]:
+  """Restores a run's checkpoint and evaluates it; writes final_metrics.json into workdir."""
+  quiet_library_logs()
+  restore_from, workdir = Path(restore_from), Path(workdir)
+  checkpoints = ckpt_lib.Checkpoints(restore_from)
+  if not checkpoints.has(which):
+    which = "latest"
+  if not checkpoints.has(which):
+    raise ckpt_lib.CheckpointError(f"{restore_from}: no checkpoints found under "
+                                   f"{checkpoints.root}")
+  meta = checkpoints.read_meta(which)
+  saved = ml_collections.ConfigDict(meta["config"])
+  store = datasets.open_or_build(config.data)
+  ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint, checkpoints.root / which)
+  # Evaluate with the run's own config (same eval batches), on the data this config names.
+  with saved.unlocked():
+    saved.data = config.data
+  exp = setup(saved, global_mean=meta["global_mean"])
+  result = evaluate_state_from(exp, checkpoints, which)
+  result["restored_from"] = str(restore_from)
+  checkpoints.close()
+  workdir.mkdir(parents=True, exist_ok=True)
+  _write_json(workdir / "final_metrics.json", result)
+  return result
+
+
+def _write_json(path: Path, obj: Any) -> None:
+  tmp = path.with_name(f".{path.name}.tmp")
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+  os.replace(tmp, path)
+
+
+def _json_default(x):
+  if isinstance(x, (np.floating, np.integer)):
+    return x.item()
+  if isinstance(x, float) and math.isnan(x):
+    return None
+  raise TypeError(f"not JSON serializable: {type(x)}")
