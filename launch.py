@@ -15,7 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
-MODES = ("prepare", "eda")
+MODES = ("train", "eval", "prepare", "eda")
 
 _EXPERIMENT = flags.DEFINE_string(
     "experiment", None, "Experiment name: a config module in experiments/ (e.g. quickstart, "
@@ -24,10 +24,24 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file; override fields with --config.FIELD=VALUE.",
     lock_config=True)
 _MODE = flags.DEFINE_enum(
-    "mode", "prepare", MODES, "prepare: build or reuse the store, make the split, write "
-    "data_summary.json and EDA plots. eda: the same, with plots even if config.eda is off.")
+    "mode", "train", MODES, "train: train, validate each epoch, checkpoint into WORKDIR and "
+    "write WORKDIR/final_metrics.json (resumes from WORKDIR's latest checkpoint). eval: restore "
+    "--restore_from's best checkpoint and evaluate it into WORKDIR. prepare: build or reuse the "
+    "store, make the split, write data_summary.json and EDA plots. eda: prepare with plots even "
+    "if config.eda is off.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder of this run (summaries, plots; later logs and checkpoints).")
+_RESTORE_FROM = flags.DEFINE_string(
+    "restore_from", None, "eval mode: the workdir of a training run whose checkpoint to restore.")
+_SWEEP = flags.DEFINE_string(
+    "sweep", None, "train mode: a grid of config overrides, e.g. "
+    "'optimizer.sparse_lr=0.02,0.05;model.embed_dim=32,64' (tuples as 128x64x32); each "
+    "combination trains into WORKDIR/<name>, and WORKDIR/sweep_summary.{md,csv,json} compares.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process: host:port of process 0 (enables "
+    "jax.distributed.initialize; CPU processes use gloo collectives).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-process: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "Multi-process: this process's index.")
 _REBUILD = flags.DEFINE_bool(
     "rebuild", False, "Rebuild the store even if a cached one matches the config.")
 
@@ -64,11 +78,28 @@ def main(argv):
   workdir = _WORKDIR.value or str(Path("runs") / config.name)
   logging.info("experiment %s, mode %s, workdir %s", config.name, _MODE.value, workdir)
 
+  if _COORDINATOR.value:
+    import jax
+    if jax.default_backend() == "cpu":
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+
   from netrec_jax import pipeline  # after flag parsing: --help stays fast
-  if _MODE.value == "eda":
-    with config.unlocked():
-      config.eda = True
-  pipeline.prepare(config, workdir, rebuild=_REBUILD.value)
+  mode = _MODE.value
+  if mode == "eval":
+    if not _RESTORE_FROM.value:
+      raise app.UsageError("--mode=eval needs --restore_from=WORKDIR_OF_A_TRAINING_RUN")
+    pipeline.evaluate(config, _RESTORE_FROM.value, workdir)
+  elif mode == "train" and _SWEEP.value:
+    pipeline.sweep(config, workdir, _SWEEP.value)
+  elif mode == "train":
+    pipeline.train(config, workdir)
+  else:
+    if mode == "eda":
+      with config.unlocked():
+        config.eda = True
+    pipeline.prepare(config, workdir, rebuild=_REBUILD.value)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -60,7 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.sparse = "adagrad"  # sgd | adagrad (row-wise) | lazy_adam
   config.optimizer.sparse_lr = 0.05  # per-example step size of table rows
-  config.optimizer.embed_l2 = 0.0  # L2 on touched table rows (per occurrence)
+  config.optimizer.embed_l2 = 0.1  # L2 on touched table rows (per occurrence)
   config.optimizer.dense = "adam"  # adam | adamw | sgd, for tower and output params
   config.optimizer.lr = 1e-3
   config.optimizer.momentum = 0.0  # sgd

@@ -57,3 +57,110 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"eda       {Path(summary['eda']['summary']).parent}/ "
                  f"({', '.join(sorted(Path(p).name for p in summary['eda'].values()))})")
   return "\n".join(lines)
+
+
+def train(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
+  """Trains and evaluates; prints the final metrics with their protocol."""
+  from netrec_jax.train import trainer
+  result = trainer.train_and_evaluate(config, workdir)
+  print(format_metrics(result))
+  return result
+
+
+def evaluate(config: Any, restore_from: str | os.PathLike, workdir: str | os.PathLike
+             ) -> dict[str, Any]:
+  """Restores a run's best checkpoint and evaluates it on the same split."""
+  from netrec_jax.train import trainer
+  result = trainer.evaluate_checkpoint(config, restore_from, workdir)
+  print(format_metrics(result))
+  return result
+
+
+def format_metrics(result: dict[str, Any]) -> str:
+  def fmt(part: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in part.items())
+  return "\n".join([
+      f"model     {result['model']} ({result['task']}), {result['checkpoint']} checkpoint at "
+      f"step {result['checkpoint_step']} (epoch {result['checkpoint_epoch']})",
+      f"data      {result['store']} [{result['store_fingerprint']}], split {result['split']}, "
+      f"protocol {result['protocol']}; predictions {result['predictions']}",
+      f"valid     {fmt(result['valid'])}",
+      f"test      {fmt(result['test'])}",
+  ])
+
+
+def parse_sweep(spec: str) -> list[tuple[str, list[str]]]:
+  """'optimizer.lr=1e-3,3e-3;model.embed_dim=32,64' -> [(field, [values]), ...]."""
+  axes = []
+  for part in filter(None, (p.strip() for p in spec.split(";"))):
+    if "=" not in part:
+      raise ValueError(f"sweep axis {part!r} must look like FIELD=V1,V2")
+    field, values = part.split("=", 1)
+    axes.append((field.strip(), [v.strip() for v in values.split(",") if v.strip()]))
+  return axes
+
+
+def _set_field(config: Any, dotted: str, text: str) -> None:
+  """Sets config.<dotted> from text, parsed as the field's current type."""
+  *parents, leaf = dotted.split(".")
+  node = config
+  for p in parents:
+    node = node[p]
+  if leaf not in node:
+    raise KeyError(f"unknown config field {dotted!r}")
+  current = node[leaf]
+  if isinstance(current, bool):
+    value = text.lower() in ("1", "true", "yes")
+  elif isinstance(current, int):
+    number = float(text)
+    if not number.is_integer():
+      raise ValueError(f"config field {dotted!r} is an integer, got {text!r}")
+    value = int(number)
+  elif isinstance(current, float):
+    value = float(text)
+  elif isinstance(current, (tuple, list)):
+    value = tuple(int(v) for v in text.split("x"))  # e.g. 128x64x32
+  else:
+    value = text
+  node[leaf] = value
+
+
+def sweep(config: Any, workdir: str | os.PathLike, spec: str) -> list[dict[str, Any]]:
+  """Trains every combination of the sweep grid into WORKDIR/<name>; one summary table."""
+  import copy
+  import itertools
+  workdir = Path(workdir)
+  axes = parse_sweep(spec)
+  rows = []
+  for values in itertools.product(*(v for _, v in axes)):
+    run_config = copy.deepcopy(config)
+    with run_config.unlocked():
+      for (field, _), value in zip(axes, values):
+        _set_field(run_config, field, value)
+    name = "_".join(f"{field.split('.')[-1]}={value}" for (field, _), value in zip(axes, values))
+    logging.info("sweep run %s", name)
+    result = train(run_config, workdir / name)
+    rows.append({"run": name, **{f: v for (f, _), v in zip(axes, values)},
+                 **{f"valid_{k}": v for k, v in result["valid"].items() if k != "n"},
+                 **{f"test_{k}": v for k, v in result["test"].items() if k != "n"},
+                 "best_epoch": result.get("best_epoch"), "protocol": result["protocol"]})
+  _write_table(workdir / "sweep_summary", rows)
+  print((workdir / "sweep_summary.md").read_text())
+  return rows
+
+
+def _write_table(stem: Path, rows: list[dict[str, Any]]) -> None:
+  """rows as Markdown (.md), CSV (.csv) and JSON (.json)."""
+  import csv
+  stem.parent.mkdir(parents=True, exist_ok=True)
+  columns = list(dict.fromkeys(k for r in rows for k in r))
+  cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+  stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+  with open(stem.with_suffix(".csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+  stem.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")

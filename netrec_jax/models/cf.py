@@ -63,7 +63,8 @@ class _Tower(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for width in self.hidden:
-      x = nn.Dense(width, dtype=self.dtype)(x)
+      # No bias before batch norm: BN removes it, and Adam would amplify its ~0 gradient.
+      x = nn.Dense(width, use_bias=not self.batch_norm, dtype=self.dtype)(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
       x = nn.relu(x)

@@ -106,7 +106,7 @@ def make_train_step(model, specs: dict[str, TableSpec], *, task: str,
         batch_stats=updates.get("batch_stats", state.batch_stats) if has_stats else
         state.batch_stats)
     metrics = {"loss": loss, "weight": weight.sum(),
-               "grad_norm": optax.global_norm(grad_params) if jax.tree.leaves(grad_params)
+               "grad_norm": optax.tree.norm(grad_params) if jax.tree.leaves(grad_params)
                else jnp.zeros(())}
     return new_state, metrics
 

@@ -283,6 +283,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                                                 replicated),
                       out_shardings=(exp.shardings, replicated), donate_argnums=0)
 
+  # XLA's CPU runtime can deadlock when consecutive multi-device programs with collectives are
+  # in flight at once on few cores (seen here: 4 fake devices on 2 cores). On CPU we wait for
+  # each step; accelerators keep asynchronous dispatch.
+  serialize_steps = jax.devices()[0].platform == "cpu" and jax.device_count() > 1
   metric = monitored(exp)
   log_path = workdir / "metrics.jsonl"
   train_started = time.time()
@@ -301,6 +305,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       losses = []
       for k, batch in enumerate(batches.epoch(epoch)):
         state, m = step_fn(state, batch, exp.aux)
+        if serialize_steps:
+          jax.block_until_ready(m["loss"])
         losses.append(m["loss"])
         if (k + 1) % cfg.check_every_steps == 0:
           _check_finite(losses[-cfg.check_every_steps:], first_step + k + 1 -
@@ -340,6 +346,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     if improved or value is None:
       checkpoints.save("best", int(state.step), state, meta)
     checkpoints.save("latest", int(state.step), state, meta)
+    if serialize_steps:
+      checkpoints.wait()
     epochs_run += 1
     if cfg.early_stopping_patience > 0 and \
         history["epochs_without_improvement"] >= cfg.early_stopping_patience:
