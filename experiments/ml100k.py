@@ -17,4 +17,5 @@ def get_config():
   config.data.min_user_ratings = 0
   config.split.kind = "ml100k_fold"
   config.split.fold = "u1"
+  config.split.valid_fraction = 0.0  # the official fold as is; trainers set a validation slice
   return config

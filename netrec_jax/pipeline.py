@@ -60,8 +60,9 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def train(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
-  """Trains and evaluates; prints the final metrics with their protocol."""
+  """Prepares the data (summary, EDA), trains, evaluates; prints metrics with their protocol."""
   from netrec_jax.train import trainer
+  prepare(config, workdir)
   result = trainer.train_and_evaluate(config, workdir)
   print(format_metrics(result))
   return result

@@ -15,7 +15,7 @@ from netrec_jax.data.store import RatingStore
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--config.data.synthetic.n_ratings=60000", "--config.data.synthetic.n_users=1500",
-         "--config.data.synthetic.n_items=400"]
+         "--config.data.synthetic.n_items=400", "--mode=prepare", "--config.split.kind=time"]
 EDA_PLOTS = ("rating_distribution", "user_activity", "movie_popularity", "ratings_over_time")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

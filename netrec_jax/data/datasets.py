@@ -123,9 +123,13 @@ def make_split(store: RatingStore, split_cfg: Any) -> splits_lib.Split | None:
     if name not in store.list_splits():
       raise DataError(store.path, f"split {name} is not saved with this store (build the "
                       "ml100k store without filters from a folder that has the fold files)")
-    return splits_lib.load_split(store, name)
+    split = splits_lib.load_split(store, name)
   else:  # netflix_probe: saved at build time when probe.txt exists
-    return splits_lib.load_split(store, "netflix_probe")
+    split = splits_lib.load_split(store, "netflix_probe")
+  if kind in ("ml100k_fold", "netflix_probe"):
+    if split_cfg.valid_fraction <= 0:
+      return split
+    split = splits_lib.with_validation(split, split_cfg.valid_fraction, split_cfg.seed)
   if split.name in store.list_splits():
     saved = splits_lib.load_split(store, split.name)
     if saved.params == json.loads(json.dumps(split.params)):

@@ -120,6 +120,22 @@ def leave_last_out(store: RatingStore, n_valid: int = 1, min_train: int = 1) -> 
                        "users_held_out": int(eligible.sum())})
 
 
+def with_validation(split: Split, fraction: float, seed: int = 0) -> Split:
+  """A seeded random `fraction` of split's training rows moved to validation; test unchanged.
+
+  For official splits that come without a validation part (ml100k folds, Netflix probe), so
+  tuning and early stopping never look at the test ratings. The protocol name is kept.
+  """
+  assignment = np.array(split.assignment, np.int8)
+  train = np.flatnonzero(assignment == TRAIN)
+  rng = np.random.default_rng([seed, 7])
+  assignment[rng.choice(train, int(round(len(train) * fraction)), replace=False)] = VALID
+  return Split(name=f"{split.name}_valid{round(100 * fraction)}_seed{seed}",
+               protocol=split.protocol, assignment=assignment,
+               params={**split.params, "base_split": split.name, "valid_fraction": fraction,
+                       "valid_seed": seed})
+
+
 def locate_pairs(store: RatingStore, users: np.ndarray, items: np.ndarray) -> np.ndarray:
   """Store row of each dense (user, item) pair, -1 where the pair is not rated."""
   users = np.asarray(users, np.int64)
