@@ -80,8 +80,9 @@ def main(argv):
 
   if _COORDINATOR.value:
     import jax
-    if jax.default_backend() == "cpu":
-      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # Only CPU devices use this setting (cross-process collectives over gloo/TCP); asking
+    # which backend we are on would initialise it before jax.distributed may.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
 

@@ -13,8 +13,9 @@ Netflix-scale tables (480,189 users x 17,770 items; mf and hybrid 64 wide, neumf
            when several CPU devices are in use); one warm-up epoch, then --epochs timed.
 The model, its state and the step are built as trainer.setup builds them, from
 configs.base_config() (sparse optimizer adagrad, dense adam). Then, for mf at --compare_batch:
-the sparse optimizers sgd / adagrad / lazy_adam, and a dense baseline (the same MF with a plain
-optax.adam on the whole tables: dense gradient, every row updated every step).
+the sparse optimizers sgd / adagrad / lazy_adam; and at --dense_batch_sizes a dense baseline
+(the same MF with a plain optax.adam on the whole tables: dense gradient, every row updated
+every step), whose cost per step hardly depends on the batch.
 
 The data is a synthetic store (netrec_jax.data.synthetic, Netflix-like skew) built into --out
 once and reused; the training rows are a seeded random --n_ratings subset of it (at Netflix scale
@@ -23,9 +24,10 @@ the generator gives every user at least 3 ratings, so the store has at least 1.4
 Floor: bytes a step must move per rating (each touched table row read and written back, its
 optimizer slots likewise, 12 B of input; for the dense baseline every table element's param,
 grad, m and v each step, spread over the batch), divided by a memory bandwidth measured here
-with a large single-threaded np.copyto (read + write bytes). achieved/floor = ratings/s over
-the floor's ratings/s. The floor ignores caches (the 4.5 MB item table mostly stays in cache),
-the merging of duplicate rows, and FLOPs (the towers of neumf and hybrid are compute).
+with a large np.copyto on all cores (read + write bytes; the 1-thread figure is printed too).
+achieved/floor = ratings/s over the floor's ratings/s. The floor ignores caches (the 4.5 MB
+item table mostly stays in cache), the merging of duplicate rows, and FLOPs (the towers of
+neumf and hybrid are compute).
 
 One device by default: on CPU that is the fastest (XLA already uses every core for one device);
 --devices=N fakes N CPU devices, which is only useful for testing the sharded code paths.
@@ -56,7 +58,9 @@ _COMPARE_BATCH = flags.DEFINE_integer("compare_batch", 65536,
                                       "Batch size of the optimizer and dense comparison (0: off).")
 _OPTIMIZERS = flags.DEFINE_list("compare_optimizers", ["sgd", "adagrad", "lazy_adam"],
                                 "Sparse optimizers compared for mf.")
-_DENSE = flags.DEFINE_bool("dense_baseline", True, "Time mf with optax.adam on whole tables.")
+_DENSE = flags.DEFINE_list("dense_batch_sizes", ["8192", "65536"],
+                           "Batch sizes of the dense baseline, mf with optax.adam on whole "
+                           "tables (empty: none).")
 _DEVICES = flags.DEFINE_integer("devices", 1, "CPU devices in the mesh (>1 fakes devices).")
 _BANDWIDTH_MB = flags.DEFINE_integer("bandwidth_mb", 1024, "Array size of the np.copyto test.")
 
@@ -64,16 +68,24 @@ _REALISTIC = 100_000_000  # "s per epoch" is extrapolated to a 100M-rating (Netf
 
 
 # ------------------------------------------------------------------------- memory bandwidth
-def measure_bandwidth(size_mb: int, repeats: int = 5) -> float:
-  """GB/s of a large np.copyto, counting bytes read plus bytes written (STREAM 'copy')."""
+def measure_bandwidth(size_mb: int, threads: int = 1, repeats: int = 5) -> float:
+  """GB/s of a large np.copyto split over `threads` threads (numpy drops the GIL while it
+  copies), counting bytes read plus bytes written, as STREAM's 'copy' does."""
+  import threading
   import numpy as np
   n = size_mb * 2**20 // 4
   src = np.ones(n, np.float32)
   dst = np.zeros(n, np.float32)  # touched, so page faults stay out of the timing
+  bounds = [(k * n // threads, (k + 1) * n // threads) for k in range(threads)]
   best = float("inf")
   for _ in range(repeats):
+    workers = [threading.Thread(target=np.copyto, args=(dst[lo:hi], src[lo:hi]))
+               for lo, hi in bounds]
     t = time.perf_counter()
-    np.copyto(dst, src)
+    for w in workers:
+      w.start()
+    for w in workers:
+      w.join()
     best = min(best, time.perf_counter() - t)
   return 2 * n * 4 / best / 1e9
 
@@ -202,7 +214,7 @@ def time_device(init, shardings, train_step, columns, n_train: int, batch_size: 
   epoch_fn, n_steps = input_pipeline.make_device_epoch(train_step, n_train, batch_size, mesh)
   epoch_fn = jax.jit(epoch_fn, in_shardings=(shardings, replicated, replicated, replicated),
                      out_shardings=(shardings, replicated), donate_argnums=0)
-  key = lambda epoch: jax.random.fold_in(jax.random.PRNGKey(seed), epoch)
+  key = lambda epoch: input_pipeline.epoch_order(n_train, seed, epoch, mesh)  # timed: per epoch
   t = time.perf_counter()
   state, metrics = epoch_fn(state, columns, {}, key(0))
   jax.block_until_ready((state, metrics))
@@ -258,6 +270,17 @@ def time_host(init, shardings, train_step, store, rows, batch_size: int, mesh, e
           "warmup_seconds": warmup, "final_loss": loss}
 
 
+def time_permutation(n: int, repeats: int = 3) -> float:
+  """Seconds of the jax.random.permutation that starts every device-resident epoch."""
+  import jax
+  permute = jax.jit(lambda key: jax.random.permutation(key, n))
+  permute(jax.random.PRNGKey(0)).block_until_ready()
+  t = time.perf_counter()
+  for i in range(repeats):
+    permute(jax.random.PRNGKey(i + 1)).block_until_ready()
+  return (time.perf_counter() - t) / repeats
+
+
 # ------------------------------------------------------------------------------------ main
 def open_or_build_store(out: Path, n_users: int, n_items: int, n_ratings: int):
   from netrec_jax.data import synthetic
@@ -308,9 +331,11 @@ def main(argv):
   out = Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
 
-  bandwidth = measure_bandwidth(_BANDWIDTH_MB.value)
+  bandwidth_1 = measure_bandwidth(_BANDWIDTH_MB.value)
+  bandwidth = max(bandwidth_1, measure_bandwidth(_BANDWIDTH_MB.value, os.cpu_count() or 1))
   print(f"memory bandwidth (np.copyto of {_BANDWIDTH_MB.value} MB, read + write): "
-        f"{bandwidth:.1f} GB/s", flush=True)
+        f"{bandwidth_1:.1f} GB/s on 1 thread, {bandwidth:.1f} GB/s on {os.cpu_count()} "
+        "(the floor uses the latter)", flush=True)
 
   store, build_seconds = open_or_build_store(out, _USERS.value, _ITEMS.value,
                                              max(_N.value, 2_000_000))
@@ -328,15 +353,18 @@ def main(argv):
   print(f"{n_train:,} training ratings, tables {store.n_users:,} users x {store.n_items:,} "
         f"items; mesh {dict(mesh.shape)} on {jax.devices()[0].platform}, jax {jax.__version__}",
         flush=True)
+  permutation_s = time_permutation(n_train) if "device" in _PIPELINES.value else None
+  if permutation_s is not None:
+    print(f"device epochs start with jax.random.permutation({n_train:,}): "
+          f"{permutation_s * 1e3:.0f} ms of every device epoch", flush=True)
 
   # (model, optimizer, batch) cases: the grid with the config's default sparse optimizer, then
   # the optimizer comparison and the dense baseline for mf.
-  default_kind = make_config("mf", 1, "adagrad", "device", 1).optimizer.sparse
+  default_kind = configs.base_config().optimizer.sparse
   cases = [(m, default_kind, b) for m in _MODELS.value for b in batch_sizes]
   if _COMPARE_BATCH.value:
     cases += [("mf", k, _COMPARE_BATCH.value) for k in _OPTIMIZERS.value]
-    if _DENSE.value:
-      cases.append(("mf", "dense_adam", _COMPARE_BATCH.value))
+  cases += [("mf", "dense_adam", int(b)) for b in _DENSE.value]
   cases = list(dict.fromkeys(cases))
 
   results = []
@@ -370,11 +398,14 @@ def main(argv):
            "floor_s_per_100m_epoch": _REALISTIC / floor_rate,
            "achieved_over_floor": rate / floor_rate,
            "tables": {k: [v.entity, v.dim] for k, v in specs.items()}, **timing}
+      r["loss_finite"] = bool(np.isfinite(timing["final_loss"]))
+      if not r["loss_finite"]:
+        r["final_loss"] = None  # strict JSON has no NaN
       results.append(r)
       print(f"{model:7s} {pipeline:6s} {kind:10s} batch {batch_size:>7,}: "
             f"{rate / 1e6:.3f}M ratings/s, {r['ms_per_step']:.1f} ms/step, "
             f"{_REALISTIC / rate:,.0f} s per 100M epoch (warm-up {timing['warmup_seconds']:.1f}s,"
-            f" loss {timing['final_loss']:.3f})", flush=True)
+            f" last epoch loss {timing['final_loss']:.3f})", flush=True)
 
   table = markdown_table(results)
   print()
@@ -383,13 +414,23 @@ def main(argv):
         f"{bandwidth:.1f} GB/s")
   print()
   print(table)
+  print()
+  if permutation_s is not None:
+    print(f"Device epochs include jax.random.permutation of the {n_train:,} rows: "
+          f"{permutation_s * 1e3:.0f} ms per epoch (O(n log n); host epochs shuffle in numpy).")
+  diverged = [f"{r['model']}/{r['pipeline']}/{r['optimizer']}/{r['batch_size']}"
+              for r in results if not r["loss_finite"]]
+  if diverged:
+    print(f"Loss not finite (timing still valid; trainer.py would stop): {', '.join(diverged)}")
   result = {
       "machine": f"{os.cpu_count()} cores, "
                  f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
       "platform": jax.devices()[0].platform, "devices": mesh.size, "jax_version": jax.__version__,
-      "bandwidth_gb_per_s": bandwidth, "bandwidth_test_mb": _BANDWIDTH_MB.value,
+      "bandwidth_gb_per_s": bandwidth, "bandwidth_1_thread_gb_per_s": bandwidth_1,
+      "bandwidth_test_mb": _BANDWIDTH_MB.value,
       "store": str(store.path), "store_ratings": store.n_ratings, "n_users": store.n_users,
       "n_items": store.n_items, "n_train": n_train, "timed_epochs": _EPOCHS.value,
+      "device_epoch_permutation_s": permutation_s,
       "results": results, "table": table,
   }
   (out / "train_result.json").write_text(json.dumps(result, indent=2) + "\n")

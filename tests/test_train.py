@@ -261,3 +261,35 @@ def test_sweep_writes_one_summary_table(store_root, tmp_path):
   assert [r["run"] for r in rows] == ["sparse_lr=0.02_embed_dim=8", "sparse_lr=0.05_embed_dim=8"]
   assert all(r["protocol"] == "random_90_10_seed0" for r in rows)
   assert (tmp_path / "sparse_lr=0.05_embed_dim=8" / "final_metrics.json").is_file()
+
+
+def _free_port() -> int:
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_like_one(store_root, tmp_path):
+  """Two local CPU processes (2 devices each, gloo) == one process with 4 devices."""
+  common = ["launch.py", "--experiment=quickstart", f"--config.data.store_root={store_root}",
+            *TINY]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  single = subprocess.run([sys.executable, *common, f"--workdir={tmp_path / 'one'}"], cwd=REPO,
+                          capture_output=True, text=True, env=env, timeout=600)
+  assert single.returncode == 0, single.stderr[-3000:]
+  port = _free_port()
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  procs = [subprocess.Popen([sys.executable, *common, f"--workdir={tmp_path / 'two'}",
+                             f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                             f"--process_id={i}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+  outputs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-3000:]
+  one = json.loads((tmp_path / "one" / "final_metrics.json").read_text())
+  two = json.loads((tmp_path / "two" / "final_metrics.json").read_text())
+  assert two["checkpoint_step"] == one["checkpoint_step"]
+  for part in ("valid", "test"):
+    for metric in ("rmse", "mae"):
+      assert abs(two[part][metric] - one[part][metric]) < 1e-5, (part, metric, one, two)

@@ -30,9 +30,13 @@ class Checkpoints:
   def __init__(self, workdir: str | Path, keep_latest: int = 1):
     root = Path(workdir).resolve() / "checkpoints"
     self.root = root
-    options = lambda keep: ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-    self.latest = ocp.CheckpointManager(root / "latest", options=options(keep_latest))
-    self.best = ocp.CheckpointManager(root / "best", options=options(1))
+    # Both series save at the same steps: distinct barrier prefixes keep their multi-process
+    # barriers apart (with one shared prefix two processes wait on each other's keys).
+    options = lambda keep, name: ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name))
+    self.latest = ocp.CheckpointManager(root / "latest", options=options(keep_latest, "latest"))
+    self.best = ocp.CheckpointManager(root / "best", options=options(1, "best"))
 
   def save(self, which: str, step: int, state: TrainState, meta: dict[str, Any]) -> None:
     manager = self.latest if which == "latest" else self.best

@@ -29,10 +29,14 @@ def init_slots(kind: str, table: jax.Array) -> dict[str, jax.Array]:
 
 
 def _merge_duplicates(indices: jax.Array, grads: jax.Array, n_rows: int):
-  """Unique rows (padded with n_rows, an out-of-range index) and their summed gradients."""
-  unique, inverse = jnp.unique(indices, size=indices.shape[0], fill_value=n_rows,
-                               return_inverse=True)
-  summed = jax.ops.segment_sum(grads, inverse.reshape(-1), num_segments=indices.shape[0])
+  """Unique rows (padded with n_rows, an out-of-range index) and their summed gradients.
+
+  A batch touches at most min(B, n_rows + 1) distinct rows (padding counts as one), so the
+  merged arrays are that long: for a 17,770-item table at B = 65,536 that is 3.7x less work.
+  """
+  size = min(indices.shape[0], n_rows + 1)
+  unique, inverse = jnp.unique(indices, size=size, fill_value=n_rows, return_inverse=True)
+  summed = jax.ops.segment_sum(grads, inverse.reshape(-1), num_segments=size)
   return unique, summed
 
 

@@ -172,8 +172,16 @@ def predict_rows(exp: Experiment, state, rows: np.ndarray) -> np.ndarray:
     pad = size - len(chunk)
     batch = {k: np.pad(v, (0, pad)) for k, v in batch.items()}
     scores = exp.predict(state, input_pipeline.put_batch(batch, sharding), exp.aux)
-    out[lo:lo + len(chunk)] = np.asarray(jax.device_get(scores))[:len(chunk)]
+    out[lo:lo + len(chunk)] = _to_host(scores)[:len(chunk)]
   return out
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+  """The whole of a (possibly multi-process) sharded array on every host."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
 
 
 def rating_metrics(exp: Experiment, state, part: str) -> dict[str, float]:
@@ -215,8 +223,11 @@ def monitored(exp: Experiment) -> str:
 
 
 # ---------------------------------------------------------------------------------- train
-def _check_finite(losses: list, first_step: int, epoch: int) -> float:
-  values = np.asarray(jax.device_get(jnp.stack(losses))) if losses else np.zeros(0)
+def _check_finite(losses: list | jax.Array, first_step: int, epoch: int) -> float:
+  """Mean of the step losses; raises naming the first step whose loss is not finite."""
+  if isinstance(losses, list):
+    losses = jnp.stack(losses) if losses else jnp.zeros(0)
+  values = np.asarray(jax.device_get(losses))
   bad = np.flatnonzero(~np.isfinite(values))
   if len(bad):
     raise NonFiniteLossError(
@@ -268,6 +279,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   # ---- Compile the step for the chosen input pipeline.
   replicated = NamedSharding(exp.mesh, P())
   train_step = _train_step(exp)
+  if cfg.input_pipeline == "device" and jax.process_count() > 1:
+    raise ValueError("train.input_pipeline=device is single-process; use host with several "
+                     "processes (each reads its slice of every batch)")
   if cfg.input_pipeline == "device":
     columns = input_pipeline.device_columns(exp.store, exp.rows["train"], exp.mesh)
     epoch_fn, _ = input_pipeline.make_device_epoch(train_step, len(exp.rows["train"]),
@@ -296,9 +310,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     t0 = time.time()
     first_step = int(state.step)
     if cfg.input_pipeline == "device":
-      key = jax.random.fold_in(jax.random.PRNGKey(config.seed), epoch)
-      state, step_metrics = epoch_fn(state, columns, exp.aux, key)
-      train_loss = _check_finite(list(step_metrics["loss"]), first_step, epoch)
+      order = input_pipeline.epoch_order(len(exp.rows["train"]), config.seed, epoch, exp.mesh)
+      state, step_metrics = epoch_fn(state, columns, exp.aux, order)
+      train_loss = _check_finite(step_metrics["loss"], first_step, epoch)
       n_seen = exp.steps_per_epoch * cfg.batch_size
     else:
       progress = Progress(f"epoch {epoch}", len(batches), "steps", every_s=cfg.log_every_s)
@@ -333,8 +347,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
               **{f"valid_{k}": v for k, v in valid.items() if k != "n"},
               "lr_scale": float(state.lr_scale), "epoch_seconds": epoch_seconds,
               "ratings_per_s": n_seen / epoch_seconds, "time": time.time()}
-    with open(log_path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    if jax.process_index() == 0:
+      with open(log_path, "a") as f:
+        f.write(json.dumps(record) + "\n")
     remaining = (cfg.epochs - epoch - 1) * (time.time() - train_started) / (epochs_run + 1)
     logging.info("epoch %d/%d: train loss %.4f, valid %s %s, %.1fs, %.2fM ratings/s, ETA %.0fs",
                  epoch + 1, cfg.epochs, train_loss, metric,
@@ -362,7 +377,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   final.update(train_seconds=train_seconds, epochs_run=epochs_run,
                best_epoch=history["best_epoch"])
   checkpoints.close()
-  _write_json(workdir / "final_metrics.json", final)
+  if jax.process_index() == 0:
+    _write_json(workdir / "final_metrics.json", final)
   return final
 
 
