@@ -165,6 +165,17 @@ def test_mf_learns_the_low_rank_structure(store_root, tmp_path):
   assert log[-1]["train_loss"] < log[0]["train_loss"]
   assert all(r["ratings_per_s"] > 0 for r in log)
 
+  # MF recovers the generator's structure: learned item biases track the true ones.
+  from netrec_jax.data import synthetic
+  from netrec_jax.train import checkpoint as ckpt
+  truth = synthetic.generate_truth(synthetic.SyntheticConfig(**config.data.synthetic.to_dict()))
+  checkpoints = ckpt.Checkpoints(tmp_path / "run")
+  state, _ = checkpoints.restore("best", state_lib.abstract_state(exp.init, exp.mesh))
+  checkpoints.close()
+  learned = np.asarray(state.tables["item_bias"])[:exp.store.n_items, 0]
+  true = truth.item_bias[exp.store.item_original_ids() - 1]
+  assert np.corrcoef(learned, true)[0, 1] > 0.8
+
 
 @pytest.mark.parametrize("overrides", [
     {"model.name": "gmf"}, {"model.name": "mlp"},
@@ -172,6 +183,9 @@ def test_mf_learns_the_low_rank_structure(store_root, tmp_path):
     {"model.name": "neumf", "task": "implicit"},
     {"model.name": "mf", "train.input_pipeline": "device"},
     {"model.name": "mf", "optimizer.schedule": "warmup_cosine", "optimizer.clip_norm": 1.0},
+    {"model.name": "neumf", "model.compute_dtype": "bfloat16", "optimizer.plateau_patience": 1},
+    {"model.name": "mf", "optimizer.sparse": "lazy_adam", "optimizer.sparse_lr": 0.01,
+     "optimizer.dense": "adamw", "mesh.data": 2, "mesh.model": 2},
 ])
 def test_every_model_trains_and_evaluates(store_root, tmp_path, overrides):
   config = tiny_config(store_root, **overrides)

@@ -1,0 +1,1 @@
+"""Evaluation: rating and top-K ranking metrics in numpy, independent of user batching."""
