@@ -15,7 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
-MODES = ("train", "eval", "prepare", "eda")
+MODES = ("train", "eval", "compare", "prepare", "eda")
 
 _EXPERIMENT = flags.DEFINE_string(
     "experiment", None, "Experiment name: a config module in experiments/ (e.g. quickstart, "
@@ -26,7 +26,9 @@ _CONFIG = config_flags.DEFINE_config_file(
 _MODE = flags.DEFINE_enum(
     "mode", "train", MODES, "train: train, validate each epoch, checkpoint into WORKDIR and "
     "write WORKDIR/final_metrics.json (resumes from WORKDIR's latest checkpoint). eval: restore "
-    "--restore_from's best checkpoint and evaluate it into WORKDIR. prepare: build or reuse the "
+    "--restore_from's best checkpoint and evaluate it into WORKDIR. compare: train or restore every "
+    "model of config.compare.models and the baselines on one split, one evaluator; writes "
+    "WORKDIR/comparison.{md,csv,json,png}. prepare: build or reuse the "
     "store, make the split, write data_summary.json and EDA plots. eda: prepare with plots even "
     "if config.eda is off.")
 _WORKDIR = flags.DEFINE_string(
@@ -92,6 +94,8 @@ def main(argv):
     if not _RESTORE_FROM.value:
       raise app.UsageError("--mode=eval needs --restore_from=WORKDIR_OF_A_TRAINING_RUN")
     pipeline.evaluate(config, _RESTORE_FROM.value, workdir)
+  elif mode == "compare":
+    pipeline.compare(config, workdir)
   elif mode == "train" and _SWEEP.value:
     pipeline.sweep(config, workdir, _SWEEP.value)
   elif mode == "train":

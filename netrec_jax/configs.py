@@ -91,6 +91,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.mesh.data = -1
   config.mesh.model = 1  # > 1 row-shards embedding tables over this many devices
 
+  # --- Comparison (launch.py --mode=compare; netrec_jax/eval/compare.py).
+  config.compare = ml_collections.ConfigDict()
+  # Comma-separated: JAX models (mf, gmf, mlp, neumf, hybrid) and baselines (surprise_svd,
+  # surprise_svd_tuned, surprise_svdpp, surprise_baseline, surprise_knn, implicit_als,
+  # implicit_bpr).
+  config.compare.models = "mf,surprise_svd,surprise_baseline,implicit_als"
+  config.compare.ks = (5, 10, 20)  # cut-offs of the ranking metrics
+  config.compare.relevance_threshold = 4.0  # test ratings >= this are relevant (0: all)
+  config.compare.user_batch = 128  # users scored per full-catalog ranking batch
+
   # --- Analysis.
   config.eda = True  # write EDA plots and summary.md into WORKDIR/eda
   config.eda_top_k = 20  # movies listed in the summary

@@ -77,6 +77,15 @@ def evaluate(config: Any, restore_from: str | os.PathLike, workdir: str | os.Pat
   return result
 
 
+def compare(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
+  """Every configured model and baseline on one split; prints the comparison table."""
+  from netrec_jax.eval import compare as compare_lib
+  prepare(config, workdir)
+  results = compare_lib.compare(config, workdir)
+  print((Path(workdir) / "comparison.md").read_text())
+  return results
+
+
 def format_metrics(result: dict[str, Any]) -> str:
   def fmt(part: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"

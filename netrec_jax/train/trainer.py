@@ -162,17 +162,22 @@ def _train_step(exp: Experiment):
 # ------------------------------------------------------------------------------ evaluation
 def predict_rows(exp: Experiment, state, rows: np.ndarray) -> np.ndarray:
   """Scores for store rows, in their order, batch by batch on the devices."""
+  return predict_pairs(exp, state, np.take(exp.store.user, rows), np.take(exp.store.item, rows))
+
+
+def predict_pairs(exp: Experiment, state, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+  """Scores for (dense user, dense item) pairs, batch by batch on the devices."""
   size = exp.config.train.eval_batch_size
   size = -(-size // exp.mesh.shape[state_lib.DATA]) * exp.mesh.shape[state_lib.DATA]
   sharding = input_pipeline.batch_sharding(exp.mesh)
-  out = np.empty(len(rows), np.float32)
-  for lo in range(0, len(rows), size):
-    chunk = rows[lo:lo + size]
-    batch = {"user": np.take(exp.store.user, chunk), "item": np.take(exp.store.item, chunk)}
-    pad = size - len(chunk)
-    batch = {k: np.pad(v, (0, pad)) for k, v in batch.items()}
+  out = np.empty(len(users), np.float32)
+  for lo in range(0, len(users), size):
+    batch = {"user": np.asarray(users[lo:lo + size], np.int32),
+             "item": np.asarray(items[lo:lo + size], np.int32)}
+    n = len(batch["user"])
+    batch = {k: np.pad(v, (0, size - n)) for k, v in batch.items()}
     scores = exp.predict(state, input_pipeline.put_batch(batch, sharding), exp.aux)
-    out[lo:lo + len(chunk)] = _to_host(scores)[:len(chunk)]
+    out[lo:lo + n] = _to_host(scores)[:n]
   return out
 
 
@@ -205,9 +210,7 @@ def implicit_metrics(exp: Experiment, state, part: str, negatives: int = 4) -> d
   rng = np.random.default_rng(12345)
   neg_items = rng.integers(0, exp.store.n_items, (len(rows), negatives)).astype(np.int32)
   users = np.repeat(np.take(exp.store.user, rows), negatives)
-  fake_store = dataclasses.replace(exp.store, user=users, item=neg_items.reshape(-1))
-  neg = predict_rows(dataclasses.replace(exp, store=fake_store), state,
-                     np.arange(len(users))).astype(np.float64)
+  neg = predict_pairs(exp, state, users, neg_items.reshape(-1)).astype(np.float64)
   loss = np.concatenate([np.logaddexp(0, -pos), np.logaddexp(0, neg)])
   return {"logloss": float(loss.mean()), "n": int(len(rows))}
 
@@ -396,6 +399,46 @@ def evaluate_state_from(exp: Experiment, checkpoints: ckpt_lib.Checkpoints, whic
       "test": metrics_for(exp, state, "test"),
   }
   return result
+
+
+class JaxRecommender:
+  """A trained JAX model behind the evaluator interface (netrec_jax.eval.evaluator)."""
+
+  def __init__(self, exp: Experiment, state, name: str | None = None):
+    self.exp, self.state = exp, state
+    self.name = name or exp.config.model.name
+    self.rating_note = ("not applicable: trained for implicit feedback (scores are logits)"
+                        if exp.config.task == "implicit" else "")
+    self.cold_rule = ("global mean + learned biases of the known side (unseen rows keep their "
+                      "initial ~0 embeddings)")
+
+  def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+    if self.exp.config.task == "implicit":
+      return None
+    return predict_pairs(self.exp, self.state, users, items)
+
+  def score_items(self, users: np.ndarray) -> np.ndarray:
+    n_items = self.exp.store.n_items
+    scores = predict_pairs(self.exp, self.state, np.repeat(users, n_items),
+                           np.tile(np.arange(n_items), len(users)))
+    return scores.reshape(len(users), n_items)
+
+
+def load_recommender(workdir: str | os.PathLike, config: ml_collections.ConfigDict | None = None,
+                     which: str = "best") -> JaxRecommender:
+  """The best (or latest) state of a training run, ready for the evaluator."""
+  checkpoints = ckpt_lib.Checkpoints(workdir)
+  if not checkpoints.has(which):
+    which = "latest"
+  meta = checkpoints.read_meta(which)
+  saved = ml_collections.ConfigDict(meta["config"])
+  if config is not None:
+    with saved.unlocked():
+      saved.data = config.data
+  exp = setup(saved, global_mean=meta["global_mean"])
+  state, _ = checkpoints.restore(which, state_lib.abstract_state(exp.init, exp.mesh))
+  checkpoints.close()
+  return JaxRecommender(exp, state, name=saved.name)
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, restore_from: str | os.PathLike,

@@ -1,0 +1,13 @@
+"""The quick start's comparison: MF and the baselines on the synthetic default (minutes).
+
+  python launch.py --experiment=compare_quickstart --mode=compare --workdir=runs/compare_qs
+"""
+
+from experiments import quickstart
+
+
+def get_config():
+  config = quickstart.get_config()
+  config.name = "compare_quickstart"
+  config.compare.models = "mf,surprise_svd,surprise_baseline,implicit_als"
+  return config

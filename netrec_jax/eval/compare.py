@@ -1,0 +1,166 @@
+"""The comparison: every configured model on one split, through one evaluator, one table.
+
+config.compare.models lists model names: our JAX models (mf, gmf, mlp, neumf, hybrid) train
+through the normal trainer into WORKDIR/models/NAME (or are restored from there); baselines
+(surprise_svd, surprise_svd_tuned, surprise_svdpp, surprise_baseline, surprise_knn,
+implicit_als, implicit_bpr) are fitted on the same training rows. All are evaluated by
+evaluator.evaluate on the same test rows, and the table names the split and protocol on top.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from absl import logging
+
+from netrec_jax import models as models_lib
+from netrec_jax.data import datasets
+from netrec_jax.eval import evaluator
+
+# Baselines and their settings. "tuned" values were chosen on ML-100K validation rows.
+BASELINES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "surprise_svd": ("surprise", "SVD", {"random_state": 0}),  # Surprise defaults
+    "surprise_svd_tuned": ("surprise", "SVD", {"n_factors": 50, "n_epochs": 40, "lr_all": 0.007,
+                                               "reg_all": 0.06, "random_state": 0}),
+    "surprise_svdpp": ("surprise", "SVDpp", {"random_state": 0, "cache_ratings": True}),
+    "surprise_baseline": ("surprise", "BaselineOnly", {}),
+    "surprise_knn": ("surprise", "KNNWithMeans", {}),
+    "implicit_als": ("implicit", "als", {"factors": 64, "iterations": 15,
+                                         "regularization": 0.05, "alpha": 2.0}),
+    "implicit_bpr": ("implicit", "bpr", {"factors": 64, "iterations": 100,
+                                         "learning_rate": 0.05, "regularization": 0.01}),
+}
+
+
+def _fit_baseline(name: str, store, train_rows):
+  library, algorithm, params = BASELINES[name]
+  if library == "surprise":
+    from netrec_jax.baselines.surprise_models import SurpriseRecommender
+    return SurpriseRecommender(algorithm, params, name=name).fit(store, train_rows)
+  from netrec_jax.baselines.implicit_models import ImplicitRecommender
+  return ImplicitRecommender(algorithm, name=name, **params).fit(store, train_rows)
+
+
+def _jax_model(name: str, config, workdir: Path):
+  from netrec_jax.train import trainer
+  run_config = copy.deepcopy(config)
+  with run_config.unlocked():
+    run_config.model.name = name
+    run_config.name = f"{config.name}_{name}"
+    run_config.eda = False
+  run_dir = workdir / "models" / name
+  if not (run_dir / "final_metrics.json").is_file():
+    trainer.train_and_evaluate(run_config, run_dir)
+  recommender = trainer.load_recommender(run_dir, run_config)
+  recommender.name = name
+  return recommender
+
+
+def compare(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
+  """Fits or restores each model of config.compare.models and evaluates all on one split."""
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  store = datasets.open_or_build(config.data)
+  split = datasets.make_split(store, config.split)
+  data = evaluator.prepare(store, split, relevance_threshold=(
+      None if config.compare.relevance_threshold <= 0 else config.compare.relevance_threshold))
+  ks = tuple(config.compare.ks)
+  results = []
+  for name in [m.strip() for m in config.compare.models.split(",") if m.strip()]:
+    logging.info("compare: %s", name)
+    tracemalloc.start()
+    t0 = time.time()
+    try:
+      if name in models_lib.MODELS:
+        model = _jax_model(name, config, workdir)
+      elif name in BASELINES:
+        model = _fit_baseline(name, store, data.train_rows)
+      else:
+        raise ValueError(f"unknown model {name!r} in compare.models; expected one of "
+                         f"{models_lib.MODELS + tuple(BASELINES)}")
+    except MemoryError as e:  # baselines that cannot run at this size say so in the table
+      tracemalloc.stop()
+      results.append({"model": name, "protocol": split.protocol, "skipped": str(e)})
+      continue
+    fit_seconds = time.time() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    result = evaluator.evaluate(model, data, ks=ks, user_batch=config.compare.user_batch)
+    result.update(fit_seconds=fit_seconds, peak_traced_mb=peak / 2**20)
+    results.append(result)
+  write_report(results, workdir, store, split, ks)
+  return results
+
+
+def _row(result: dict[str, Any], ks: tuple[int, ...]) -> dict[str, Any]:
+  row = {"model": result["model"]}
+  if "skipped" in result:
+    row["note"] = result["skipped"]
+    return row
+  rating = result["rating"]
+  row["rmse"] = rating.get("rmse", "n/a")
+  row["mae"] = rating.get("mae", "n/a")
+  row["rmse_warm"] = result.get("rating_warm", {}).get("rmse", "n/a")
+  ranking = result.get("ranking", {})
+  for k in ks:
+    row[f"recall@{k}"] = ranking.get(f"recall@{k}", "n/a")
+    row[f"ndcg@{k}"] = ranking.get(f"ndcg@{k}", "n/a")
+  row["precision@10"] = ranking.get("precision@10", "n/a")
+  row["hit_rate@10"] = ranking.get("hit_rate@10", "n/a")
+  row["mrr"] = ranking.get("mrr", "n/a")
+  row["coverage@10"] = ranking.get("coverage@10", "n/a")
+  row["popularity@10"] = ranking.get("popularity@10", "n/a")
+  row["fit_s"] = result["fit_seconds"]
+  row["predict_s"] = result["predict_seconds"]
+  row["rank_s"] = result.get("ranking_seconds", "n/a")
+  row["peak_traced_mb"] = result["peak_traced_mb"]
+  if not rating.get("rmse"):
+    row["note"] = rating.get("reason", "")
+  return row
+
+
+def write_report(results: list[dict[str, Any]], workdir: Path, store, split,
+                 ks: tuple[int, ...]) -> None:
+  """comparison.{md,csv,json} and bar plots, the split and protocol named on top."""
+  from netrec_jax.pipeline import _write_table
+  rows = [_row(r, ks) for r in results]
+  _write_table(workdir / "comparison", rows)
+  relevance = next((r["ranking"]["relevance"] for r in results if "ranking" in r), "")
+  header = (f"# Comparison on {store.name} [{store.fingerprint}]\n\n"
+            f"Split `{split.name}`, protocol **{split.protocol}**: train "
+            f"{split.info['sizes']['train']:,}, valid {split.info['sizes']['valid']:,}, test "
+            f"{split.info['sizes']['test']:,} ratings; cold test ratings "
+            f"{split.info['cold_start']['cold_any']:,}. Rating metrics clip predictions to "
+            f"{list(store.rating_range)}; ranking over the full catalog minus each user's "
+            f"training items, relevant = {relevance}. Peak memory is what tracemalloc saw "
+            "(Python and numpy allocations during fit).\n\n")
+  md = workdir / "comparison.md"
+  md.write_text(header + md.read_text())
+  (workdir / "comparison.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+  _plot_bars(rows, workdir / "comparison.png", f"{store.name}, {split.protocol}")
+
+
+def _plot_bars(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+  from matplotlib.figure import Figure
+  fig = Figure(figsize=(11, 4), layout="constrained")
+  axes = fig.subplots(1, 2)
+  for ax, metric in zip(axes, ("rmse", "ndcg@10")):
+    pairs = [(r["model"], r[metric]) for r in rows if isinstance(r.get(metric), float)]
+    if not pairs:
+      ax.set_visible(False)
+      continue
+    names, values = zip(*pairs)
+    ax.barh(names, values, color="#4c72b0")
+    for y, v in enumerate(values):
+      ax.text(v, y, f" {v:.4f}", va="center", fontsize=8)
+    ax.set_xlabel(metric + (" (lower is better)" if metric == "rmse" else " (higher is better)"))
+    ax.invert_yaxis()
+  fig.suptitle(title)
+  fig.savefig(path, dpi=110)

@@ -1,0 +1,111 @@
+"""One evaluator for every model: the same split, the same metrics, the same code path.
+
+A model enters the evaluator through the `Recommender` interface:
+  predict(users, items) -> ratings in stars, or None for models that do not predict ratings
+  score_items(users)    -> [len(users), n_items] scores for ranking (higher is better)
+Rating metrics are computed on the split's test rows (predictions clipped to the rating range),
+overall and separately on warm rows (user and item seen in training); ranking metrics rank the
+full catalog for each test user with the user's training items excluded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from netrec_jax.data.splits import Split
+from netrec_jax.data.store import RatingStore
+from netrec_jax.eval import metrics as metrics_lib
+
+
+class Recommender(Protocol):
+  name: str
+  rating_note: str  # why predict() is None, when it is
+
+  def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+    ...
+
+  def score_items(self, users: np.ndarray) -> np.ndarray:
+    ...
+
+
+@dataclasses.dataclass
+class EvalData:
+  """What every evaluation on one split needs, computed once and shared by all models."""
+
+  store: RatingStore
+  split: Split
+  train_rows: np.ndarray
+  test_rows: np.ndarray
+  train_matrix: sp.csr_matrix  # users x items, stars (for exclusion and popularity)
+  relevant: sp.csr_matrix  # users x items, 1 where a test rating is relevant
+  item_popularity: np.ndarray  # training ratings per item
+  warm: np.ndarray  # per test row: user and item both have training ratings
+  relevance_threshold: float
+
+
+def prepare(store: RatingStore, split: Split, relevance_threshold: float | None = 4.0
+            ) -> EvalData:
+  """Train matrix, relevant test items and warm/cold flags for `split`.
+
+  relevance_threshold: a test rating at or above it is relevant for ranking; None makes every
+  test rating relevant (leave-last-out protocols).
+  """
+  train, test = split.rows("train"), split.rows("test")
+  shape = (store.n_users, store.n_items)
+  train_users, train_items = np.take(store.user, train), np.take(store.item, train)
+  train_matrix = sp.csr_matrix((store.stars(train), (train_users, train_items)), shape=shape)
+  test_users, test_items = np.take(store.user, test), np.take(store.item, test)
+  stars = store.stars(test)
+  keep = np.ones(len(test), bool) if relevance_threshold is None else stars >= relevance_threshold
+  relevant = sp.csr_matrix((np.ones(int(keep.sum())), (test_users[keep], test_items[keep])),
+                           shape=shape)
+  user_seen = np.bincount(train_users, minlength=store.n_users) > 0
+  item_popularity = np.bincount(train_items, minlength=store.n_items)
+  warm = user_seen[test_users] & (item_popularity[test_items] > 0)
+  return EvalData(store, split, train, test, train_matrix, relevant, item_popularity, warm,
+                  relevance_threshold)
+
+
+def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10, 20),
+             ranking: bool = True, user_batch: int = 256) -> dict[str, Any]:
+  """Rating and ranking metrics of `model` on data's split, labelled with the protocol."""
+  store = data.store
+  result: dict[str, Any] = {"model": model.name, "protocol": data.split.protocol,
+                            "split": data.split.name, "store_fingerprint": store.fingerprint}
+  t0 = time.time()
+  users, items = np.take(store.user, data.test_rows), np.take(store.item, data.test_rows)
+  pred = model.predict(users, items)
+  truth = store.stars(data.test_rows).astype(np.float64)
+  if pred is None:
+    result["rating"] = {"applicable": False, "reason": model.rating_note}
+  else:
+    pred = np.asarray(pred, np.float64)
+    result["rating"] = metrics_lib.rating_metrics(pred, truth, store.rating_range)
+    if data.warm.any():
+      result["rating_warm"] = metrics_lib.rating_metrics(pred[data.warm], truth[data.warm],
+                                                         store.rating_range)
+    result["cold"] = {"n_test": int(len(truth)), "n_cold": int((~data.warm).sum()),
+                      "fallback": getattr(model, "cold_rule", "model-specific")}
+  result["predict_seconds"] = time.time() - t0
+
+  if ranking:
+    t0 = time.time()
+    k_max = max(ks)
+    accumulator = metrics_lib.RankingAccumulator(ks, coverage=True,
+                                                 item_popularity=data.item_popularity)
+    test_users = np.flatnonzero(np.diff(data.relevant.indptr) > 0)
+    for lo in range(0, len(test_users), user_batch):
+      batch = test_users[lo:lo + user_batch]
+      scores = np.asarray(model.score_items(batch), np.float64)
+      topk = metrics_lib.topk_from_scores(scores, data.train_matrix[batch], k_max)
+      accumulator.update(topk, data.relevant[batch])
+    result["ranking"] = accumulator.result()
+    result["ranking"]["relevance"] = ("every test rating" if data.relevance_threshold is None
+                                      else f"test rating >= {data.relevance_threshold:g}")
+    result["ranking_seconds"] = time.time() - t0
+  return result

@@ -1,0 +1,109 @@
+"""The common evaluator and the baselines behind it."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from netrec_jax.data import splits
+from netrec_jax.data.synthetic import SyntheticConfig, build_synthetic_store
+from netrec_jax.eval import evaluator
+
+
+@pytest.fixture(scope="module")
+def store_and_split(tmp_path_factory):
+  store = build_synthetic_store(SyntheticConfig(n_users=300, n_items=120, n_ratings=12000),
+                                tmp_path_factory.mktemp("s") / "store")
+  split = splits.random_split(store, 0.2, 0.0, seed=1)
+  splits.save_split(store, split)
+  return store, splits.load_split(store, split.name)
+
+
+class Oracle:
+  """Knows the test ratings: RMSE 0, and ranks every relevant item first."""
+
+  name, rating_note, cold_rule = "oracle", "", "n/a"
+
+  def __init__(self, store, data):
+    self.store = store
+    self.truth = {(u, i): r for u, i, r in zip(np.take(store.user, data.test_rows),
+                                                np.take(store.item, data.test_rows),
+                                                store.stars(data.test_rows))}
+    self.relevant = data.relevant
+
+  def predict(self, users, items):
+    return np.array([self.truth[(u, i)] for u, i in zip(users, items)])
+
+  def score_items(self, users):
+    return np.asarray(self.relevant[users].todense(), np.float64)
+
+
+def test_oracle_scores_perfectly_and_batches_do_not_matter(store_and_split):
+  store, split = store_and_split
+  data = evaluator.prepare(store, split)
+  small = evaluator.evaluate(Oracle(store, data), data, ks=(5, 10), user_batch=7)
+  large = evaluator.evaluate(Oracle(store, data), data, ks=(5, 10), user_batch=1000)
+  assert small["rating"]["rmse"] == 0.0 and small["rating"]["clipped"]
+  assert small["protocol"] == split.protocol
+  assert small["ranking"]["hit_rate@10"] == 1.0
+  assert small["ranking"]["recall_capped@5"] == 1.0
+  for key, value in small["ranking"].items():
+    if isinstance(value, float):
+      assert value == pytest.approx(large["ranking"][key], rel=1e-12), key
+
+
+def test_training_items_are_never_recommended(store_and_split):
+  store, split = store_and_split
+  data = evaluator.prepare(store, split)
+
+  class LovesTrainItems(Oracle):
+    def score_items(self, users):  # the highest scores go to items the user trained on
+      return np.asarray(data.train_matrix[users].todense() > 0, np.float64)
+
+  result = evaluator.evaluate(LovesTrainItems(store, data), data, ks=(10,))
+  from netrec_jax.eval import metrics
+  scores = LovesTrainItems(store, data).score_items(np.arange(20))
+  topk = metrics.topk_from_scores(scores, data.train_matrix[np.arange(20)], 10)
+  for u in range(20):
+    seen = set(data.train_matrix[u].indices)
+    assert not seen & set(topk[u][topk[u] >= 0])
+  assert result["ranking"]["n_users"] > 0
+
+
+def test_surprise_svd_vectorised_predictions_match_surprise(store_and_split):
+  pytest.importorskip("surprise")
+  from netrec_jax.baselines.surprise_models import SurpriseRecommender
+  store, split = store_and_split
+  data = evaluator.prepare(store, split)
+  model = SurpriseRecommender("SVD", {"random_state": 0, "n_epochs": 5}).fit(store,
+                                                                              data.train_rows)
+  users, items = np.take(store.user, data.test_rows), np.take(store.item, data.test_rows)
+  ours = model.predict(users, items)
+  theirs = np.array([model.algo.predict(int(u), int(i), clip=False).est
+                     for u, i in zip(users, items)])
+  np.testing.assert_allclose(ours, theirs, atol=1e-9)
+  baseline = SurpriseRecommender("BaselineOnly").fit(store, data.train_rows)
+  theirs = np.array([baseline.algo.predict(int(u), int(i), clip=False).est
+                     for u, i in zip(users[:200], items[:200])])
+  np.testing.assert_allclose(baseline.predict(users[:200], items[:200]), theirs, atol=1e-9)
+
+
+def test_surprise_refuses_sizes_that_do_not_fit():
+  from netrec_jax.baselines.surprise_models import TooLargeError, check_size
+  with pytest.raises(TooLargeError, match="Python objects"):
+    check_size(100_000_000, "SVD", available=8 * 2**30)
+  check_size(100_000, "SVD", available=8 * 2**30)
+
+
+def test_implicit_transposed_matrix_is_caught(store_and_split):
+  implicit = pytest.importorskip("implicit")
+  from netrec_jax.baselines import implicit_models
+  store, split = store_and_split
+  matrix = implicit_models.interactions(store, split.rows("train"))
+  wrong = implicit.als.AlternatingLeastSquares(factors=4, iterations=1, random_state=0)
+  wrong.fit(sp.csr_matrix(matrix.T), show_progress=False)  # items x users: accepted silently
+  with pytest.raises(implicit_models.OrientationError, match="transposed"):
+    implicit_models.check_orientation(wrong, store.n_users, store.n_items)
+  right = implicit_models.ImplicitRecommender("als", factors=4, iterations=2).fit(
+      store, split.rows("train"))
+  assert right.predict(np.array([0]), np.array([0])) is None
+  assert right.score_items(np.array([0, 1])).shape == (2, store.n_items)
