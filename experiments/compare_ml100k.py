@@ -14,5 +14,5 @@ def get_config():
   config = mf_ml100k.get_config()
   config.name = "compare_ml100k"
   config.compare.models = ("mf,neumf,hybrid,surprise_svd,surprise_svd_tuned,surprise_baseline,"
-                           "surprise_knn,implicit_als,implicit_bpr")
+                           "surprise_knn,implicit_als,implicit_bpr,jax_als")
   return config

@@ -95,7 +95,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.compare = ml_collections.ConfigDict()
   # Comma-separated: JAX models (mf, gmf, mlp, neumf, hybrid) and baselines (surprise_svd,
   # surprise_svd_tuned, surprise_svdpp, surprise_baseline, surprise_knn, implicit_als,
-  # implicit_bpr).
+  # implicit_bpr, jax_als).
   config.compare.models = "mf,surprise_svd,surprise_baseline,implicit_als"
   config.compare.ks = (5, 10, 20)  # cut-offs of the ranking metrics
   config.compare.relevance_threshold = 4.0  # test ratings >= this are relevant (0: all)
