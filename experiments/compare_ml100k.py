@@ -1,10 +1,10 @@
-"""Our models and the Surprise / implicit baselines on MovieLens 100K, fold u1 (ml100k_u1).
+"""Our models and the Surprise / implicit / JAX-ALS baselines on MovieLens 100K, official folds.
 
   python launch.py --experiment=compare_ml100k --mode=compare --workdir=runs/compare_ml100k
-  python launch.py --experiment=compare_ml100k --mode=compare --workdir=runs/cmp_u2 \\
-      --config.split.fold=u2
 
-Writes comparison.{md,csv,json,png}. A few minutes on 2 cores (SVD++ and KNN are the slow ones).
+Runs the five official folds u1..u5 (protocol ml100k_5fold): each fold's table in
+fold_uN/comparison.{md,csv,json,png}, mean and spread in comparison_folds.{md,csv,json}.
+One fold only: --config.compare.folds=u1 (protocol ml100k_u1). About 10 minutes on 2 cores.
 """
 
 from experiments import mf_ml100k
@@ -15,4 +15,5 @@ def get_config():
   config.name = "compare_ml100k"
   config.compare.models = ("mf,neumf,hybrid,surprise_svd,surprise_svd_tuned,surprise_baseline,"
                            "surprise_knn,implicit_als,implicit_bpr,jax_als")
+  config.compare.folds = "u1,u2,u3,u4,u5"
   return config

@@ -100,6 +100,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.compare.ks = (5, 10, 20)  # cut-offs of the ranking metrics
   config.compare.relevance_threshold = 4.0  # test ratings >= this are relevant (0: all)
   config.compare.user_batch = 128  # users scored per full-catalog ranking batch
+  # With split.kind = ml100k_fold: comma-separated folds to run and average (u1,...,u5 is the
+  # ml100k_5fold protocol); empty = only split.fold.
+  config.compare.folds = ""
+  # > 0 adds the sampled protocol: each relevant test item vs this many never-rated items
+  # (99 on a leave-last-out split is NCF's loo_99neg).
+  config.compare.sampled_negatives = 0
 
   # --- Analysis.
   config.eda = True  # write EDA plots and summary.md into WORKDIR/eda

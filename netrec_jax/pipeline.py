@@ -81,6 +81,10 @@ def compare(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
   """Every configured model and baseline on one split; prints the comparison table."""
   from netrec_jax.eval import compare as compare_lib
   prepare(config, workdir)
+  if config.compare.folds:
+    results = compare_lib.compare_folds(config, workdir)
+    print((Path(workdir) / "comparison_folds.md").read_text())
+    return results
   results = compare_lib.compare(config, workdir)
   print((Path(workdir) / "comparison.md").read_text())
   return results

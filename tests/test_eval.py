@@ -126,3 +126,59 @@ def test_jax_als_fits_ratings_better_than_the_mean(store_and_split):
     r = store.stars(rows) - model.mean
     grad = p.T @ (p @ model.item_factors[i] - r) + 0.1 * len(rows) * model.item_factors[i]
     assert np.abs(grad).max() < 1e-3 * max(1, len(rows))
+
+
+def test_compare_writes_one_table_for_all_models(tmp_path):
+  pytest.importorskip("surprise")
+  pytest.importorskip("implicit")
+  from netrec_jax import configs
+  from netrec_jax.eval import compare
+  config = configs.base_config()
+  config.data.store_root = str(tmp_path / "stores")
+  config.data.synthetic.update(n_users=400, n_items=150, n_ratings=16000)
+  config.data.min_user_ratings = 5
+  config.split.kind = "random"
+  config.train.epochs = 2
+  config.train.batch_size = 1024
+  config.model.embed_dim = 8
+  config.compare.models = "mf,surprise_baseline,implicit_als,jax_als"
+  config.compare.ks = (5, 10)
+  config.compare.sampled_negatives = 20
+  results = compare.compare(config, tmp_path / "cmp")
+  by_name = {r["model"]: r for r in results}
+  assert set(by_name) == {"mf", "surprise_baseline", "implicit_als", "jax_als"}
+  assert by_name["implicit_als"]["rating"]["applicable"] is False
+  assert {r["protocol"] for r in results} == {"random_90_10_seed0"}
+  assert all("ndcg@10" in r["ranking"] and "hr@10" in r["sampled"] for r in results)
+  md = (tmp_path / "cmp" / "comparison.md").read_text()
+  assert "protocol **random_90_10_seed0**" in md and "not applicable" in md
+  for name in ("comparison.png", "predicted_vs_true.png", "error_by_user_activity.png",
+               "training_curves.png", "comparison.csv", "comparison.json"):
+    assert (tmp_path / "cmp" / name).stat().st_size > 0, name
+
+
+def test_jax_model_metrics_do_not_depend_on_device_count(tmp_path):
+  from netrec_jax import configs
+  from netrec_jax.train import trainer
+  config = configs.base_config()
+  config.data.store_root = str(tmp_path / "stores")
+  config.data.synthetic.update(n_users=300, n_items=120, n_ratings=12000)
+  config.data.min_user_ratings = 5
+  config.split.kind = "random"
+  config.train.epochs = 1
+  config.train.batch_size = 1024
+  config.model.embed_dim = 8
+  config.mesh.update(data=1, model=1)
+  trainer.train_and_evaluate(config, tmp_path / "run")
+  results = []
+  for data_axis in (1, 4):
+    with config.unlocked():
+      config.mesh.data = data_axis
+      config.train.eval_batch_size = 1000 if data_axis == 1 else 64
+    model = trainer.load_recommender(tmp_path / "run", config)
+    assert model.exp.mesh.devices.size == data_axis
+    data = evaluator.prepare(model.exp.store, model.exp.split)
+    results.append(evaluator.evaluate(model, data, ks=(10,), user_batch=50 * data_axis))
+  assert results[0]["rating"]["rmse"] == pytest.approx(results[1]["rating"]["rmse"], abs=1e-6)
+  assert results[0]["ranking"]["ndcg@10"] == pytest.approx(results[1]["ranking"]["ndcg@10"],
+                                                            abs=1e-6)

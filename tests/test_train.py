@@ -258,7 +258,8 @@ def test_checkpoint_from_other_data_is_refused(store_root, tmp_path):
     ({"train.batch_size": 0}, "train.batch_size must be positive"),
     ({"model.name": "bert"}, "unknown model.name"),
     ({"optimizer.sparse": "rmsprop"}, "optimizer.sparse must be one of"),
-    ({"mesh.data": 3}, "does not match 4 devices"),
+    ({"mesh.data": 5}, "does not match 4 devices"),
+    ({"mesh.data": 3, "mesh.model": 2}, "does not match 4 devices"),
 ])
 def test_bad_configs_give_clear_errors(store_root, tmp_path, overrides, message):
   config = tiny_config(store_root, **overrides)

@@ -97,11 +97,51 @@ def compare(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
     fit_seconds = time.time() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    result = evaluator.evaluate(model, data, ks=ks, user_batch=config.compare.user_batch)
+    result = evaluator.evaluate(model, data, ks=ks, user_batch=config.compare.user_batch,
+                                sampled_negatives=config.compare.sampled_negatives,
+                                keep_predictions=True)
     result.update(fit_seconds=fit_seconds, peak_traced_mb=peak / 2**20)
     results.append(result)
   write_report(results, workdir, store, split, ks)
+  _plot_predictions(results, data, workdir / "predicted_vs_true.png")
+  _plot_error_by_activity(results, data, workdir / "error_by_user_activity.png")
+  _plot_training_curves(workdir / "models", workdir / "training_curves.png")
+  for r in results:
+    r.pop("_predictions", None)
   return results
+
+
+def compare_folds(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
+  """compare() on each fold of config.compare.folds, then mean and spread per model.
+
+  With the five official ML-100K folds this is protocol ml100k_5fold.
+  """
+  from netrec_jax.pipeline import _write_table
+  workdir = Path(workdir)
+  folds = [f.strip() for f in config.compare.folds.split(",") if f.strip()]
+  per_fold = {}
+  for fold in folds:
+    fold_config = copy.deepcopy(config)
+    with fold_config.unlocked():
+      fold_config.split.fold = fold
+    per_fold[fold] = [_row(r, tuple(config.compare.ks)) for r in
+                      compare(fold_config, workdir / f"fold_{fold}")]
+  if sorted(folds) == ["u1", "u2", "u3", "u4", "u5"]:
+    protocol = "ml100k_5fold"
+  else:
+    protocol = "ml100k_" + ("_".join(folds) if len(folds) == 1 else "folds_" + "_".join(folds))
+  summary = []
+  for k, first in enumerate(per_fold[folds[0]]):
+    row = {"model": first["model"], "protocol": protocol, "folds": len(folds)}
+    for key, value in first.items():
+      if isinstance(value, float) and not key.endswith("_s") and key != "peak_traced_mb":
+        values = np.array([per_fold[f][k][key] for f in folds], np.float64)
+        row[f"{key}_mean"] = float(values.mean())
+        row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    row["fit_s_mean"] = float(np.mean([per_fold[f][k].get("fit_s", np.nan) for f in folds]))
+    summary.append(row)
+  _write_table(workdir / "comparison_folds", summary)
+  return summary
 
 
 def _row(result: dict[str, Any], ks: tuple[int, ...]) -> dict[str, Any]:
@@ -120,6 +160,9 @@ def _row(result: dict[str, Any], ks: tuple[int, ...]) -> dict[str, Any]:
   row["precision@10"] = ranking.get("precision@10", "n/a")
   row["hit_rate@10"] = ranking.get("hit_rate@10", "n/a")
   row["mrr"] = ranking.get("mrr", "n/a")
+  if "sampled" in result:
+    row[f"sampled_hr@10 ({result['sampled']['protocol']})"] = result["sampled"].get("hr@10")
+    row["sampled_ndcg@10"] = result["sampled"].get("ndcg@10")
   row["coverage@10"] = ranking.get("coverage@10", "n/a")
   row["popularity@10"] = ranking.get("popularity@10", "n/a")
   row["fit_s"] = result["fit_seconds"]
@@ -148,7 +191,9 @@ def write_report(results: list[dict[str, Any]], workdir: Path, store, split,
             "(Python and numpy allocations during fit).\n\n")
   md = workdir / "comparison.md"
   md.write_text(header + md.read_text())
-  (workdir / "comparison.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+  serializable = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+  (workdir / "comparison.json").write_text(json.dumps(serializable, indent=2, default=float)
+                                           + "\n")
   _plot_bars(rows, workdir / "comparison.png", f"{store.name}, {split.protocol}")
 
 
@@ -168,4 +213,77 @@ def _plot_bars(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_xlabel(metric + (" (lower is better)" if metric == "rmse" else " (higher is better)"))
     ax.invert_yaxis()
   fig.suptitle(title)
+  fig.savefig(path, dpi=110)
+
+
+ACTIVITY_BUCKETS = (1, 21, 51, 101, 201, 501)  # training ratings per user: [1,20], [21,50], ...
+
+
+def _plot_predictions(results, data, path: Path) -> None:
+  """Predicted vs true rating (hexbin) for each rating model."""
+  from matplotlib.figure import Figure
+  rated = [r for r in results if "_predictions" in r]
+  if not rated:
+    return
+  truth = data.store.stars(data.test_rows)
+  cols = min(4, len(rated))
+  rows = -(-len(rated) // cols)
+  fig = Figure(figsize=(3.6 * cols, 3.2 * rows), layout="constrained")
+  axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+  jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(truth))  # separates the stars
+  for ax, r in zip(axes, rated):
+    ax.hexbin(truth + jitter, r["_predictions"], gridsize=30, bins="log", cmap="viridis")
+    ax.plot(data.store.rating_range, data.store.rating_range, "r--", lw=1)
+    ax.set_title(f"{r['model']} (RMSE {r['rating']['rmse']:.3f})", fontsize=9)
+    ax.set_xlabel("true rating (jittered)")
+    ax.set_ylabel("predicted")
+  for ax in axes[len(rated):]:
+    ax.set_visible(False)
+  fig.savefig(path, dpi=100)
+
+
+def _plot_error_by_activity(results, data, path: Path) -> None:
+  """Test RMSE per bucket of the user's training activity: light vs heavy users."""
+  from matplotlib.figure import Figure
+  rated = [r for r in results if "_predictions" in r]
+  if not rated:
+    return
+  activity = np.diff(data.train_matrix.indptr)[np.take(data.store.user, data.test_rows)]
+  bucket = np.searchsorted(ACTIVITY_BUCKETS, activity, side="right") - 1
+  labels = [f"{lo}-{hi - 1}" for lo, hi in zip(ACTIVITY_BUCKETS, ACTIVITY_BUCKETS[1:])]
+  labels = ["0"] + labels + [f"{ACTIVITY_BUCKETS[-1]}+"]
+  bucket = bucket + 1  # 0 = users with no training ratings
+  truth = data.store.stars(data.test_rows).astype(np.float64)
+  fig = Figure(figsize=(9, 4), layout="constrained")
+  ax = fig.subplots()
+  width = 0.8 / len(rated)
+  present = [b for b in range(len(labels)) if (bucket == b).any()]
+  for k, r in enumerate(rated):
+    err = (r["_predictions"] - truth) ** 2
+    rmse = [np.sqrt(err[bucket == b].mean()) for b in present]
+    ax.bar(np.arange(len(present)) + k * width, rmse, width, label=r["model"])
+  ax.set_xticks(np.arange(len(present)) + 0.4 - width / 2,
+                [f"{labels[b]}\n(n={int((bucket == b).sum())})" for b in present])
+  ax.set_xlabel("user's training ratings")
+  ax.set_ylabel("test RMSE")
+  ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
+  fig.savefig(path, dpi=110)
+
+
+def _plot_training_curves(models_dir: Path, path: Path) -> None:
+  """Validation metric per epoch of each JAX model trained for the comparison."""
+  from matplotlib.figure import Figure
+  logs = sorted(models_dir.glob("*/metrics.jsonl")) if models_dir.is_dir() else []
+  if not logs:
+    return
+  fig = Figure(figsize=(7, 4), layout="constrained")
+  ax = fig.subplots()
+  for log in logs:
+    records = [json.loads(line) for line in log.read_text().splitlines() if line]
+    key = "valid_rmse" if "valid_rmse" in records[0] else "train_loss"
+    ax.plot([r["epoch"] + 1 for r in records], [r.get(key) for r in records], marker="o",
+            label=f"{log.parent.name} ({key})")
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("validation RMSE")
+  ax.legend(fontsize=8)
   fig.savefig(path, dpi=110)

@@ -71,9 +71,20 @@ def prepare(store: RatingStore, split: Split, relevance_threshold: float | None 
                   relevance_threshold)
 
 
+def ranking_protocol(split: Split) -> str:
+  """Name of the full-catalog ranking protocol on this split (protocols-and-anchors.md)."""
+  return "loo_full" if split.protocol == "loo" else f"{split.protocol}_full_ranking"
+
+
 def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10, 20),
-             ranking: bool = True, user_batch: int = 256) -> dict[str, Any]:
-  """Rating and ranking metrics of `model` on data's split, labelled with the protocol."""
+             ranking: bool = True, user_batch: int = 256, sampled_negatives: int = 0,
+             keep_predictions: bool = False) -> dict[str, Any]:
+  """Rating and ranking metrics of `model` on data's split, labelled with the protocol.
+
+  sampled_negatives > 0 adds the sampled protocol (NCF's loo_99neg with 99): each relevant
+  test item ranked against that many items the user never rated, drawn with a fixed seed.
+  keep_predictions adds the clipped test predictions under "_predictions" (for plots).
+  """
   store = data.store
   result: dict[str, Any] = {"model": model.name, "protocol": data.split.protocol,
                             "split": data.split.name, "store_fingerprint": store.fingerprint}
@@ -86,6 +97,8 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
   else:
     pred = np.asarray(pred, np.float64)
     result["rating"] = metrics_lib.rating_metrics(pred, truth, store.rating_range)
+    if keep_predictions:
+      result["_predictions"] = np.clip(pred, *store.rating_range)
     if data.warm.any():
       result["rating_warm"] = metrics_lib.rating_metrics(pred[data.warm], truth[data.warm],
                                                          store.rating_range)
@@ -107,5 +120,35 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
     result["ranking"] = accumulator.result()
     result["ranking"]["relevance"] = ("every test rating" if data.relevance_threshold is None
                                       else f"test rating >= {data.relevance_threshold:g}")
+    result["ranking"]["protocol"] = ranking_protocol(data.split)
     result["ranking_seconds"] = time.time() - t0
+  if sampled_negatives > 0:
+    result["sampled"] = sampled_ranking(model, data, sampled_negatives, ks, user_batch)
+  return result
+
+
+def sampled_ranking(model: Recommender, data: EvalData, n_negatives: int,
+                    ks: tuple[int, ...], user_batch: int = 256, seed: int = 0) -> dict[str, Any]:
+  """Each relevant test item vs n_negatives sampled never-rated items (ties count against it).
+
+  On a leave-last-out split with 99 negatives this is protocol loo_99neg. Sampled metrics are
+  far higher than full-ranking ones; report both (RecBole issue #1785).
+  """
+  rng = np.random.default_rng(seed)
+  rated = (data.train_matrix + data.relevant).tocsr()
+  test_users = np.flatnonzero(np.diff(data.relevant.indptr) > 0)
+  pos_all, neg_all = [], []
+  for lo in range(0, len(test_users), user_batch):
+    batch = test_users[lo:lo + user_batch]
+    scores = np.asarray(model.score_items(batch), np.float64)
+    for row, user in enumerate(batch):
+      seen = rated.indices[rated.indptr[user]:rated.indptr[user + 1]]
+      candidates = np.setdiff1d(np.arange(scores.shape[1]), seen, assume_unique=True)
+      negatives = rng.choice(candidates, min(n_negatives, len(candidates)), replace=False)
+      for item in data.relevant.indices[data.relevant.indptr[user]:data.relevant.indptr[user + 1]]:
+        pos_all.append(scores[row, item])
+        neg_all.append(scores[row, negatives])
+  result = metrics_lib.sampled_rank_metrics(np.array(pos_all), np.stack(neg_all), ks)
+  result["protocol"] = ("loo_99neg" if data.split.protocol == "loo" and n_negatives == 99
+                        else f"{data.split.protocol}_{n_negatives}neg")
   return result

@@ -35,13 +35,19 @@ class TrainState:
 
 
 def make_mesh(mesh_cfg: Any, devices: list | None = None) -> Mesh:
-  """A (data, model) mesh over all devices; mesh.data = -1 means 'the rest'."""
+  """A (data, model) mesh; mesh.data = -1 means all devices the model axis leaves.
+
+  An explicit data x model smaller than the device count uses the first devices (e.g. a
+  one-device run on a multi-device host); a larger one is an error.
+  """
   devices = list(devices if devices is not None else jax.devices())
   model = int(mesh_cfg.model)
   data = int(mesh_cfg.data) if int(mesh_cfg.data) > 0 else len(devices) // max(model, 1)
-  if model <= 0 or data <= 0 or data * model != len(devices):
+  if model <= 0 or data <= 0 or data * model > len(devices) or (
+      int(mesh_cfg.data) <= 0 and data * model != len(devices)):
     raise ValueError(f"mesh data={mesh_cfg.data} x model={mesh_cfg.model} does not match "
                      f"{len(devices)} devices")
+  devices = devices[:data * model]
   return Mesh(np.array(devices).reshape(data, model), (DATA, MODEL))
 
 

@@ -432,9 +432,14 @@ def load_recommender(workdir: str | os.PathLike, config: ml_collections.ConfigDi
     which = "latest"
   meta = checkpoints.read_meta(which)
   saved = ml_collections.ConfigDict(meta["config"])
-  if config is not None:
+  if config is not None:  # where the data is and how to run may differ; the model may not
+    store = datasets.open_or_build(config.data)
+    ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint,
+                              checkpoints.root / which)
     with saved.unlocked():
       saved.data = config.data
+      saved.mesh = config.mesh
+      saved.train.eval_batch_size = config.train.eval_batch_size
   exp = setup(saved, global_mean=meta["global_mean"])
   state, _ = checkpoints.restore(which, state_lib.abstract_state(exp.init, exp.mesh))
   checkpoints.close()
