@@ -9,5 +9,6 @@ from experiments import quickstart
 def get_config():
   config = quickstart.get_config()
   config.name = "compare_quickstart"
-  config.compare.models = "mf,surprise_svd,surprise_baseline,implicit_als"
+  config.compare.after_train = False
+  config.compare.models = "mf,neumf,hybrid,surprise_svd,surprise_baseline,implicit_als,jax_als"
   return config

@@ -106,6 +106,9 @@ def base_config() -> ml_collections.ConfigDict:
   # > 0 adds the sampled protocol: each relevant test item vs this many never-rated items
   # (99 on a leave-last-out split is NCF's loo_99neg).
   config.compare.sampled_negatives = 0
+  # train mode: afterwards compare the trained model with compare.models' other entries on the
+  # same split, into WORKDIR/comparison.
+  config.compare.after_train = False
 
   # --- Analysis.
   config.eda = True  # write EDA plots and summary.md into WORKDIR/eda

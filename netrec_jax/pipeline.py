@@ -65,6 +65,11 @@ def train(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
   prepare(config, workdir)
   result = trainer.train_and_evaluate(config, workdir)
   print(format_metrics(result))
+  if config.compare.after_train:
+    from netrec_jax.eval import compare as compare_lib
+    compare_lib.compare(config, Path(workdir) / "comparison",
+                        runs={config.model.name: workdir})
+    print((Path(workdir) / "comparison" / "comparison.md").read_text())
   return result
 
 

@@ -1,5 +1,7 @@
 """The common evaluator and the baselines behind it."""
 
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -182,3 +184,27 @@ def test_jax_model_metrics_do_not_depend_on_device_count(tmp_path):
   assert results[0]["rating"]["rmse"] == pytest.approx(results[1]["rating"]["rmse"], abs=1e-6)
   assert results[0]["ranking"]["ndcg@10"] == pytest.approx(results[1]["ranking"]["ndcg@10"],
                                                             abs=1e-6)
+
+
+def test_train_mode_ends_in_a_comparison_when_asked(tmp_path):
+  pytest.importorskip("surprise")
+  from netrec_jax import configs, pipeline
+  config = configs.base_config()
+  config.data.store_root = str(tmp_path / "stores")
+  config.data.synthetic.update(n_users=300, n_items=120, n_ratings=12000)
+  config.data.min_user_ratings = 5
+  config.split.kind = "random"
+  config.train.epochs = 1
+  config.train.batch_size = 1024
+  config.model.embed_dim = 8
+  config.eda = False
+  config.compare.after_train = True
+  config.compare.models = "mf,surprise_baseline"
+  pipeline.train(config, tmp_path / "run")
+  rows = {r["model"]: r for r in json.loads(
+      (tmp_path / "run" / "comparison" / "comparison.json").read_text())}
+  final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+  # The trained run itself is what the comparison evaluated, with its own training time.
+  assert rows["mf"]["rating"]["rmse"] == pytest.approx(final["test"]["rmse"], abs=1e-9)
+  assert rows["mf"]["fit_seconds"] == pytest.approx(final["train_seconds"])
+  assert "surprise_baseline" in rows

@@ -553,3 +553,18 @@ def test_real_netflix_movie_titles(shared_data):
   assert titles[0] == "Dinosaur Planet"
   assert "Smokey Joe's Café" in titles
   assert sum("," in t for t in titles) > 100  # titles with commas stay whole
+
+
+def test_synthetic_netflix_files_source_goes_through_the_netflix_reader(tmp_path):
+  from netrec_jax import configs
+  from netrec_jax.data import datasets
+  config = configs.base_config()
+  config.data.source = "synthetic_netflix_files"
+  config.data.store_root = str(tmp_path)
+  config.data.synthetic.update(n_users=300, n_items=100, n_ratings=9000)
+  config.data.min_user_ratings = 5
+  store = datasets.open_or_build(config.data)
+  assert store.meta["build_params"]["source"] == "netflix"
+  assert "netflix_probe" in store.list_splits()
+  assert store.ratings_per_user().min() >= 5
+  assert not list(tmp_path.glob(".*raw"))  # the raw text is removed after ingest

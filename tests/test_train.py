@@ -19,7 +19,8 @@ from netrec_jax.train import input_pipeline, sparse, state as state_lib, steps, 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--config.data.synthetic.n_users=600", "--config.data.synthetic.n_items=250",
         "--config.data.synthetic.n_ratings=30000", "--config.data.min_user_ratings=5",
-        "--config.train.epochs=2", "--config.train.batch_size=2048", "--config.eda=False"]
+        "--config.train.epochs=2", "--config.train.batch_size=2048", "--config.eda=False",
+        "--config.compare.after_train=False"]
 
 
 def tiny_config(store_root, **overrides):

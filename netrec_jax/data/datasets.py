@@ -18,10 +18,13 @@ from netrec_jax.data import movielens, netflix, parquet_io
 from netrec_jax.data import splits as splits_lib
 from netrec_jax.data import synthetic
 from netrec_jax.data.errors import DataError
-from netrec_jax.data.store import META_FILE, RatingStore, write_meta
+from netrec_jax.data.store import META_FILE, RatingStore, remove_tree, write_meta
 from netrec_jax.progress import Progress
 
-SOURCES = ("synthetic", "netflix", "ml100k", "ml1m", "ml_latest", "parquet")
+# synthetic_netflix_files: the generator's data written as Netflix Prize raw files (with a
+# probe.txt) and read back through the Netflix reader, for Netflix-format runs without the data.
+SOURCES = ("synthetic", "synthetic_netflix_files", "netflix", "ml100k", "ml1m", "ml_latest",
+           "parquet")
 SPLIT_KINDS = ("time", "random", "loo", "ml100k_fold", "netflix_probe", "none")
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +49,7 @@ def store_key(data_cfg: Any) -> dict[str, Any]:
   data = _to_dict(data_cfg)
   key = {"source": data["source"], "min_user_ratings": data["min_user_ratings"],
          "min_item_ratings": data["min_item_ratings"], "strict": data.get("strict", False)}
-  if data["source"] == "synthetic":
+  if data["source"] in ("synthetic", "synthetic_netflix_files"):
     key["synthetic"] = data["synthetic"]
     key["generator_version"] = synthetic.GENERATOR_VERSION
   else:
@@ -87,6 +90,14 @@ def build(data_cfg: Any, dest: str | os.PathLike, overwrite: bool = False) -> Ra
     store = synthetic.build_synthetic_store(
         cfg, dest, progress=Progress("generating synthetic ratings", cfg.n_ratings, "ratings"),
         **filters)
+  elif source == "synthetic_netflix_files":
+    cfg = synthetic.SyntheticConfig(**_to_dict(data_cfg.synthetic))
+    raw = Path(dest).parent / f".{Path(dest).name}.raw"
+    generated = synthetic.build_synthetic_store(cfg, raw / "generated", overwrite=True)
+    netflix.write_netflix_files(generated, raw / "netflix", n_files=2, probe_fraction=0.01,
+                                seed=cfg.seed)
+    store = netflix.build_netflix_store(raw / "netflix", dest, strict=data_cfg.strict, **filters)
+    remove_tree(raw)
   elif source == "netflix":
     folder = source_path(data_cfg)
     store = netflix.build_netflix_store(folder, dest, strict=data_cfg.strict,

@@ -53,23 +53,31 @@ def _fit_baseline(name: str, store, train_rows):
   return ImplicitRecommender(algorithm, name=name, **params).fit(store, train_rows)
 
 
-def _jax_model(name: str, config, workdir: Path):
+def _jax_model(name: str, config, workdir: Path, run_dir: Path | None = None):
+  """Trains `name` with config's settings into WORKDIR/models/NAME (or reuses run_dir)."""
   from netrec_jax.train import trainer
   run_config = copy.deepcopy(config)
   with run_config.unlocked():
     run_config.model.name = name
     run_config.name = f"{config.name}_{name}"
     run_config.eda = False
-  run_dir = workdir / "models" / name
+  run_dir = run_dir or workdir / "models" / name
   if not (run_dir / "final_metrics.json").is_file():
     trainer.train_and_evaluate(run_config, run_dir)
   recommender = trainer.load_recommender(run_dir, run_config)
   recommender.name = name
+  recommender.train_seconds = json.loads((run_dir / "final_metrics.json").read_text()).get(
+      "train_seconds")
   return recommender
 
 
-def compare(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
-  """Fits or restores each model of config.compare.models and evaluates all on one split."""
+def compare(config: Any, workdir: str | os.PathLike,
+            runs: dict[str, str | os.PathLike] | None = None) -> list[dict[str, Any]]:
+  """Fits or restores each model of config.compare.models and evaluates all on one split.
+
+  runs: JAX model name -> workdir of an existing training run to restore instead of training.
+  """
+  runs = {k: Path(v) for k, v in (runs or {}).items()}
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   store = datasets.open_or_build(config.data)
@@ -84,7 +92,7 @@ def compare(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
     t0 = time.time()
     try:
       if name in models_lib.MODELS:
-        model = _jax_model(name, config, workdir)
+        model = _jax_model(name, config, workdir, runs.get(name))
       elif name in BASELINES:
         model = _fit_baseline(name, store, data.train_rows)
       else:
@@ -94,7 +102,8 @@ def compare(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
       tracemalloc.stop()
       results.append({"model": name, "protocol": split.protocol, "skipped": str(e)})
       continue
-    fit_seconds = time.time() - t0
+    # A restored JAX run reports the training time recorded by its own run.
+    fit_seconds = getattr(model, "train_seconds", None) or time.time() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     result = evaluator.evaluate(model, data, ks=ks, user_batch=config.compare.user_batch,
