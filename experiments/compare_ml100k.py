@@ -14,6 +14,6 @@ def get_config():
   config = mf_ml100k.get_config()
   config.name = "compare_ml100k"
   config.compare.models = ("mf,neumf,hybrid,surprise_svd,surprise_svd_tuned,surprise_baseline,"
-                           "surprise_knn,implicit_als,implicit_bpr,jax_als")
+                           "surprise_svdpp,surprise_knn,implicit_als,implicit_bpr,jax_als")
   config.compare.folds = "u1,u2,u3,u4,u5"
   return config
