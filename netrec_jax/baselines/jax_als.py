@@ -3,8 +3,10 @@
 The fair ALS for RMSE: it fits ratings (centred on the training mean), not preferences. Each
 half-sweep solves every user's (or item's) normal equations at once:
   (Q_u^T Q_u + lambda * n_u * I) p_u = Q_u^T (r_u - mu)
-The k x k Gram matrices are accumulated with segment_sum over chunks of ratings (so memory is
-O(chunk * k^2 + n * k^2)), then solved with one batched jnp.linalg.solve.
+The k x k Gram matrices are accumulated over chunks of ratings sorted by the solved side: a
+chunk covers a contiguous range of at most `chunk` rows, so it is reduced with segment_sum into
+that range only and added in place (O(nnz k^2) work in all, O(chunk k^2 + n k^2) memory), then
+one batched jnp.linalg.solve per half-sweep.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ import numpy as np
 from netrec_jax.data.store import RatingStore
 
 
-@functools.partial(jax.jit, static_argnames=("n",))
-def _chunk_stats(other: jax.Array, own_idx: jax.Array, other_idx: jax.Array, r: jax.Array,
-                 weight: jax.Array, n: int):
-  """Gram matrices and right-hand sides of one chunk of ratings, summed per own index."""
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def _add_chunk(gram: jax.Array, rhs: jax.Array, other: jax.Array, first: jax.Array,
+               local: jax.Array, other_idx: jax.Array, r: jax.Array, weight: jax.Array):
+  """Adds one chunk's Gram matrices and right-hand sides to rows first + local."""
+  chunk = local.shape[0]
   q = other[other_idx] * weight[:, None]
-  gram = jax.ops.segment_sum(q[:, :, None] * q[:, None, :], own_idx, num_segments=n)
-  rhs = jax.ops.segment_sum(q * r[:, None], own_idx, num_segments=n)
-  return gram, rhs
+  g = jax.ops.segment_sum(q[:, :, None] * q[:, None, :], local, num_segments=chunk)
+  b = jax.ops.segment_sum(q * r[:, None], local, num_segments=chunk)
+  rows = first + jnp.arange(chunk)
+  return gram.at[rows].add(g, mode="drop"), rhs.at[rows].add(b, mode="drop")
 
 
 @jax.jit
@@ -49,6 +53,7 @@ class JaxALS:
     self.seed, self.chunk, self.name = seed, chunk, name
 
   def _half_sweep(self, own, other_idx, r, other_factors, n):
+    """Solves every row of one side; own must be sorted (ratings grouped by own row)."""
     k = self.factors
     gram = jnp.zeros((n, k, k), jnp.float32)
     rhs = jnp.zeros((n, k), jnp.float32)
@@ -56,11 +61,12 @@ class JaxALS:
       sl = slice(lo, lo + self.chunk)
       size = len(own[sl])
       pad = self.chunk - size  # one compiled shape: pad with weight-0 ratings
-      g, b = _chunk_stats(other_factors, jnp.asarray(np.pad(own[sl], (0, pad))),
-                          jnp.asarray(np.pad(other_idx[sl], (0, pad))),
-                          jnp.asarray(np.pad(r[sl], (0, pad))),
-                          jnp.asarray(np.pad(np.ones(size, np.float32), (0, pad))), n)
-      gram, rhs = gram + g, rhs + b
+      first = int(own[lo])
+      gram, rhs = _add_chunk(gram, rhs, other_factors, jnp.int32(first),
+                             jnp.asarray(np.pad(own[sl] - first, (0, pad))),
+                             jnp.asarray(np.pad(other_idx[sl], (0, pad))),
+                             jnp.asarray(np.pad(r[sl], (0, pad))),
+                             jnp.asarray(np.pad(np.ones(size, np.float32), (0, pad))))
     counts = jnp.asarray(np.bincount(own, minlength=n).astype(np.float32))
     return _solve(gram, rhs, counts, self.reg)
 
@@ -73,9 +79,13 @@ class JaxALS:
     key = jax.random.PRNGKey(self.seed)
     self.item_factors = 0.1 * jax.random.normal(key, (store.n_items, self.factors))
     self.user_factors = jnp.zeros((store.n_users, self.factors))
+    by_user = np.argsort(users, kind="stable")
+    by_item = np.argsort(items, kind="stable")
+    u_sorted = (users[by_user], items[by_user], r[by_user])
+    i_sorted = (items[by_item], users[by_item], r[by_item])
     for _ in range(self.iterations):
-      self.user_factors = self._half_sweep(users, items, r, self.item_factors, store.n_users)
-      self.item_factors = self._half_sweep(items, users, r, self.user_factors, store.n_items)
+      self.user_factors = self._half_sweep(*u_sorted, self.item_factors, store.n_users)
+      self.item_factors = self._half_sweep(*i_sorted, self.user_factors, store.n_items)
     self.user_factors = np.asarray(self.user_factors)
     self.item_factors = np.asarray(self.item_factors)
     return self
