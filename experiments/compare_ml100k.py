@@ -16,4 +16,7 @@ def get_config():
   config.compare.models = ("mf,neumf,hybrid,surprise_svd,surprise_svd_tuned,surprise_baseline,"
                            "surprise_svdpp,surprise_knn,implicit_als,implicit_bpr,jax_als")
   config.compare.folds = "u1,u2,u3,u4,u5"
+  # As in hybrid_ml100k / ncf_ml100k.
+  config.compare.model_overrides = ("hybrid:model.use_features=true,model.dropout=0.2,"
+                                    "optimizer.dense=adamw;neumf:model.dropout=0.1")
   return config

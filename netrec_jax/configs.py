@@ -109,6 +109,9 @@ def base_config() -> ml_collections.ConfigDict:
   # train mode: afterwards compare the trained model with compare.models' other entries on the
   # same split, into WORKDIR/comparison.
   config.compare.after_train = False
+  # Per-model settings on top of this config, e.g.
+  # "hybrid:model.use_features=true,model.dropout=0.2;neumf:model.dropout=0.1".
+  config.compare.model_overrides = ""
 
   # --- Analysis.
   config.eda = True  # write EDA plots and summary.md into WORKDIR/eda

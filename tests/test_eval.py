@@ -208,3 +208,13 @@ def test_train_mode_ends_in_a_comparison_when_asked(tmp_path):
   assert rows["mf"]["rating"]["rmse"] == pytest.approx(final["test"]["rmse"], abs=1e-9)
   assert rows["mf"]["fit_seconds"] == pytest.approx(final["train_seconds"])
   assert "surprise_baseline" in rows
+
+
+def test_model_overrides_parse_and_reject_malformed():
+  from netrec_jax.eval.compare import model_overrides
+  assert model_overrides("hybrid:model.dropout=0.2,model.use_features=true;neumf:a.b=1") == {
+      "hybrid": [("model.dropout", "0.2"), ("model.use_features", "true")],
+      "neumf": [("a.b", "1")]}
+  assert model_overrides("") == {}
+  with pytest.raises(ValueError, match="FIELD=VALUE"):
+    model_overrides("hybrid:model.dropout")

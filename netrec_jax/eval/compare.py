@@ -53,14 +53,30 @@ def _fit_baseline(name: str, store, train_rows):
   return ImplicitRecommender(algorithm, name=name, **params).fit(store, train_rows)
 
 
+def model_overrides(spec: str) -> dict[str, list[tuple[str, str]]]:
+  """'hybrid:model.dropout=0.2,model.use_features=true;neumf:...' -> {name: [(field, value)]}."""
+  out: dict[str, list[tuple[str, str]]] = {}
+  for part in filter(None, (p.strip() for p in spec.split(";"))):
+    name, _, assignments = part.partition(":")
+    for assignment in filter(None, (a.strip() for a in assignments.split(","))):
+      field, eq, value = assignment.partition("=")
+      if not eq:
+        raise ValueError(f"compare.model_overrides: {assignment!r} must look like FIELD=VALUE")
+      out.setdefault(name.strip(), []).append((field.strip(), value.strip()))
+  return out
+
+
 def _jax_model(name: str, config, workdir: Path, run_dir: Path | None = None):
   """Trains `name` with config's settings into WORKDIR/models/NAME (or reuses run_dir)."""
   from netrec_jax.train import trainer
+  from netrec_jax.pipeline import _set_field
   run_config = copy.deepcopy(config)
   with run_config.unlocked():
     run_config.model.name = name
     run_config.name = f"{config.name}_{name}"
     run_config.eda = False
+    for field, value in model_overrides(config.compare.model_overrides).get(name, []):
+      _set_field(run_config, field, value)
   run_dir = run_dir or workdir / "models" / name
   if not (run_dir / "final_metrics.json").is_file():
     trainer.train_and_evaluate(run_config, run_dir)
