@@ -20,6 +20,20 @@ def store_and_split(tmp_path_factory):
   return store, splits.load_split(store, split.name)
 
 
+def tiny_config(tmp_path, n_users=300, n_items=120, n_ratings=12000):
+  """A config that trains in a second or two on a small synthetic store."""
+  from netrec_jax import configs
+  config = configs.base_config()
+  config.data.store_root = str(tmp_path / "stores")
+  config.data.synthetic.update(n_users=n_users, n_items=n_items, n_ratings=n_ratings)
+  config.data.min_user_ratings = 5
+  config.split.kind = "random"
+  config.train.epochs = 1
+  config.train.batch_size = 1024
+  config.model.embed_dim = 8
+  return config
+
+
 class Oracle:
   """Knows the test ratings: RMSE 0, and ranks every relevant item first."""
 
@@ -133,16 +147,9 @@ def test_jax_als_fits_ratings_better_than_the_mean(store_and_split):
 def test_compare_writes_one_table_for_all_models(tmp_path):
   pytest.importorskip("surprise")
   pytest.importorskip("implicit")
-  from netrec_jax import configs
   from netrec_jax.eval import compare
-  config = configs.base_config()
-  config.data.store_root = str(tmp_path / "stores")
-  config.data.synthetic.update(n_users=400, n_items=150, n_ratings=16000)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
+  config = tiny_config(tmp_path, n_users=400, n_items=150, n_ratings=16000)
   config.train.epochs = 2
-  config.train.batch_size = 1024
-  config.model.embed_dim = 8
   config.compare.models = "mf,surprise_baseline,implicit_als,jax_als"
   config.compare.ks = (5, 10)
   config.compare.sampled_negatives = 20
@@ -160,16 +167,8 @@ def test_compare_writes_one_table_for_all_models(tmp_path):
 
 
 def test_jax_model_metrics_do_not_depend_on_device_count(tmp_path):
-  from netrec_jax import configs
   from netrec_jax.train import trainer
-  config = configs.base_config()
-  config.data.store_root = str(tmp_path / "stores")
-  config.data.synthetic.update(n_users=300, n_items=120, n_ratings=12000)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
-  config.train.epochs = 1
-  config.train.batch_size = 1024
-  config.model.embed_dim = 8
+  config = tiny_config(tmp_path)
   config.mesh.update(data=1, model=1)
   trainer.train_and_evaluate(config, tmp_path / "run")
   results = []
@@ -188,15 +187,8 @@ def test_jax_model_metrics_do_not_depend_on_device_count(tmp_path):
 
 def test_train_mode_ends_in_a_comparison_when_asked(tmp_path):
   pytest.importorskip("surprise")
-  from netrec_jax import configs, pipeline
-  config = configs.base_config()
-  config.data.store_root = str(tmp_path / "stores")
-  config.data.synthetic.update(n_users=300, n_items=120, n_ratings=12000)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
-  config.train.epochs = 1
-  config.train.batch_size = 1024
-  config.model.embed_dim = 8
+  from netrec_jax import pipeline
+  config = tiny_config(tmp_path)
   config.eda = False
   config.compare.after_train = True
   config.compare.models = "mf,surprise_baseline"
