@@ -88,6 +88,8 @@ class Experiment:
   aux: dict[str, jax.Array]
   predict: Any
   steps_per_epoch: int
+  total_steps: int
+  dense_tx: optax.GradientTransformation
 
 
 def _validate_config(config: Any) -> None:
@@ -144,10 +146,8 @@ def setup(config: ml_collections.ConfigDict, global_mean: float | None = None) -
   predict = jax.jit(steps.make_predict_step(model, specs),
                     in_shardings=(shardings, input_pipeline.batch_sharding(mesh), replicated),
                     out_shardings=input_pipeline.batch_sharding(mesh))
-  exp = Experiment(config, store, split, rows, global_mean, mesh, model, specs, init, shardings,
-                   aux, predict, steps_per_epoch)
-  exp.dense_tx, exp.total_steps = dense_tx, total_steps
-  return exp
+  return Experiment(config, store, split, rows, global_mean, mesh, model, specs, init, shardings,
+                    aux, predict, steps_per_epoch, total_steps, dense_tx)
 
 
 def _train_step(exp: Experiment):
