@@ -1,0 +1,84 @@
+"""AutoRec building blocks: padded-sparse rows and a loss that ignores unobserved entries."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from netrec_jax.data.synthetic import SyntheticConfig, build_synthetic_store
+from netrec_jax.models.autorec import SparseAutoencoder, masked_mse, row_batch
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+  return build_synthetic_store(SyntheticConfig(n_users=200, n_items=80, n_ratings=5000),
+                               tmp_path_factory.mktemp("s") / "store")
+
+
+def test_row_batch_matches_the_csc_and_csr_slices(store):
+  items = np.array([0, 5, 7])
+  batch = row_batch(store, items, None, by="item")
+  for k, item in enumerate(items):
+    rows = store.item_rows(int(item))
+    n = len(rows)
+    assert batch["mask"][k].sum() == n
+    np.testing.assert_array_equal(batch["index"][k, :n], np.take(store.user, rows))
+    np.testing.assert_array_equal(batch["value"][k, :n], store.stars(rows))
+  users = row_batch(store, np.array([3]), None, by="user")
+  sl = store.user_rows(3)
+  np.testing.assert_array_equal(users["index"][0, :sl.stop - sl.start], store.item[sl])
+  allowed = store.item_rows(0)[::2]
+  half = row_batch(store, np.array([0]), allowed, by="item")
+  assert half["mask"].sum() == len(allowed)
+
+
+@pytest.mark.parametrize("hidden,dropout", [((16,), 0.0), ((12, 8, 4), 0.1)])
+def test_unobserved_entries_change_neither_loss_nor_gradient(store, hidden, dropout):
+  batch = {k: jnp.asarray(v) for k, v in row_batch(store, np.arange(6), None, by="item").items()}
+  model = SparseAutoencoder(store.n_users, hidden=hidden, dropout=dropout, global_mean=3.5)
+  params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
+                      batch["index"], batch["value"], batch["mask"], batch["index"])
+
+  def loss(params, value, index):
+    pred = model.apply(params, index, value, batch["mask"], index, train=True,
+                       rngs={"dropout": jax.random.PRNGKey(2)})
+    return masked_mse(pred, value, batch["mask"])
+
+  base_loss, base_grad = jax.value_and_grad(loss)(params, batch["value"], batch["index"])
+  padding = batch["mask"] == 0
+  assert bool(padding.any())
+  # Change what sits in the padding slots (values and the columns they name): nothing moves.
+  value = jnp.where(padding, 5.0, batch["value"])
+  index = jnp.where(padding, 17, batch["index"])
+  other_loss, other_grad = jax.value_and_grad(loss)(params, value, index)
+  assert other_loss == pytest.approx(float(base_loss), abs=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), base_grad, other_grad)
+  # But an observed rating does change the loss.
+  changed = batch["value"].at[0, 0].set(1.0 if batch["value"][0, 0] != 1.0 else 5.0)
+  assert loss(params, changed, batch["index"]) != pytest.approx(float(base_loss), abs=1e-6)
+
+
+def test_autoencoder_learns_to_reconstruct(store):
+  import optax
+  batch = {k: jnp.asarray(v) for k, v in row_batch(store, np.arange(store.n_items), None,
+                                                     by="item").items()}
+  model = SparseAutoencoder(store.n_users, hidden=(32,), global_mean=3.6)
+  params = model.init(jax.random.PRNGKey(0), batch["index"], batch["value"], batch["mask"],
+                      batch["index"])
+  tx = optax.adam(1e-2)
+  opt = tx.init(params)
+
+  @jax.jit
+  def step(params, opt):
+    def loss(p):
+      pred = model.apply(p, batch["index"], batch["value"], batch["mask"], batch["index"])
+      return masked_mse(pred, batch["value"], batch["mask"])
+    value, grad = jax.value_and_grad(loss)(params)
+    updates, opt = tx.update(grad, opt)
+    return optax.apply_updates(params, updates), opt, value
+
+  first = None
+  for _ in range(100):
+    params, opt, value = step(params, opt)
+    first = value if first is None else first
+  assert float(value) < 0.5 * float(first)
