@@ -272,7 +272,6 @@ def time_host(init, shardings, train_step, store, rows, batch_size: int, mesh, e
 
 def time_permutation(n: int, mesh, repeats: int = 3) -> float:
   """Seconds of input_pipeline.epoch_order, which starts every device-resident epoch."""
-  import jax
   from netrec_jax.train import input_pipeline
   input_pipeline.epoch_order(n, 0, 0, mesh).block_until_ready()
   t = time.perf_counter()

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from netrec_jax import configs, pipeline
 from netrec_jax.data.store import RatingStore

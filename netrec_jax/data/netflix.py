@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 from netrec_jax.data import textio
 from netrec_jax.data.builder import BadLines, StoreBuilder
 from netrec_jax.data.errors import DataError
-from netrec_jax.data.store import RatingStore, iso_to_days, remove_tree
+from netrec_jax.data.store import RatingStore, remove_tree
 
 TITLE_FILES = ("movie_titles.txt", "movie_titles.csv")
 
