@@ -10,6 +10,7 @@ from typing import Any
 from absl import logging
 
 from netrec_jax.data import datasets
+from netrec_jax.data.store import atomic_write_text
 
 
 def prepare(config: Any, workdir: str | os.PathLike, rebuild: bool = False) -> dict[str, Any]:
@@ -23,9 +24,8 @@ def prepare(config: Any, workdir: str | os.PathLike, rebuild: bool = False) -> d
     from netrec_jax.analysis import eda  # matplotlib only when plots are wanted
     files = eda.write_eda(store, workdir / "eda", top_k=config.eda_top_k)
     summary["eda"] = {name: str(path) for name, path in files.items()}
-  tmp = workdir / ".data_summary.json.tmp"
-  tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-  os.replace(tmp, workdir / "data_summary.json")
+  atomic_write_text(workdir / "data_summary.json",
+                    json.dumps(summary, indent=2, sort_keys=True) + "\n")
   print(format_summary(summary))
   logging.info("wrote %s", workdir / "data_summary.json")
   return summary

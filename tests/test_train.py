@@ -296,6 +296,8 @@ def test_two_processes_train_like_one(store_root, tmp_path):
   assert single.returncode == 0, single.stderr[-3000:]
   port = _free_port()
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  # A fresh store root: both processes build the same store at once, one publish wins.
+  common[2] = f"--config.data.store_root={tmp_path / 'stores_two'}"
   procs = [subprocess.Popen([sys.executable, *common, f"--workdir={tmp_path / 'two'}",
                              f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
                              f"--process_id={i}"], cwd=REPO, env=env, stdout=subprocess.PIPE,

@@ -77,7 +77,27 @@ def open_or_build(data_cfg: Any, rebuild: bool = False) -> RatingStore:
       logging.info("using cached store %s (%d ratings)", dest, store.n_ratings)
       return store
     logging.info("cached store %s was built from other parameters; rebuilding", dest)
-  return build(data_cfg, dest, overwrite=dest.exists())
+  try:
+    return build(data_cfg, dest, overwrite=dest.exists())
+  except DataError as e:
+    # Several processes of one run may build the same store at once: whoever renames first
+    # wins, and the others use its store if it is the one they were building.
+    if "already exists" in str(e) and (dest / META_FILE).is_file():
+      _wait_for_key(dest, key)
+      return RatingStore.open(dest)
+    raise
+
+
+def _wait_for_key(dest: Path, key: dict[str, Any], timeout_s: float = 60.0) -> None:
+  """The winner writes the cache key right after publishing; wait for it briefly."""
+  import time
+  deadline = time.time() + timeout_s
+  while time.time() < deadline:
+    meta = RatingStore.open(dest).meta
+    if meta.get("build_params", {}).get("store_key") == key:
+      return
+    time.sleep(0.2)
+  raise DataError(dest, "another process published a store here that does not match this config")
 
 
 def build(data_cfg: Any, dest: str | os.PathLike, overwrite: bool = False) -> RatingStore:

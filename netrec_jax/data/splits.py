@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -246,12 +247,13 @@ def save_split(store: RatingStore, split: Split) -> Path:
   split.info = {"sizes": split.sizes(), "cold_start": cold_start_stats(store, split),
                 "store_fingerprint": store.fingerprint,
                 "fingerprint": _digest(split.assignment)}
-  tmp = folder / f".{split.name}.npy.tmp"
+  tag = f"{os.getpid()}.{uuid.uuid4().hex[:6]}"  # concurrent writers never share a temp file
+  tmp = folder / f".{split.name}.npy.{tag}.tmp"
   with open(tmp, "wb") as f:
     np.save(f, np.asarray(split.assignment, np.int8))
   os.replace(tmp, folder / f"{split.name}.npy")
   doc = {"name": split.name, "protocol": split.protocol, "params": split.params, **split.info}
-  tmp = folder / f".{split.name}.json.tmp"
+  tmp = folder / f".{split.name}.json.{tag}.tmp"
   tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
   os.replace(tmp, folder / f"{split.name}.json")
   return folder / f"{split.name}.json"

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -51,8 +52,9 @@ def iso_to_days(text: str) -> int:
   return int(np.datetime64(text, "D").astype(np.int64))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-  tmp = path.with_name(f".{path.name}.tmp")
+def atomic_write_text(path: Path, text: str) -> None:
+  """Write-then-rename, with a temp name of our own so concurrent writers never collide."""
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
   tmp.write_text(text)
   os.replace(tmp, path)
 
@@ -241,4 +243,4 @@ def remove_tree(path: Path) -> None:
 
 
 def write_meta(path: Path, meta: dict[str, Any]) -> None:
-  _atomic_write_text(path / META_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+  atomic_write_text(path / META_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")

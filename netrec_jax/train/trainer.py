@@ -31,7 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from netrec_jax import models
 from netrec_jax.data import datasets, features
 from netrec_jax.data.splits import Split
-from netrec_jax.data.store import RatingStore
+from netrec_jax.data.store import RatingStore, atomic_write_text
 from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
 from netrec_jax.train import input_pipeline, sparse, state as state_lib, steps
@@ -474,9 +474,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, restore_from: str | o
 
 
 def _write_json(path: Path, obj: Any) -> None:
-  tmp = path.with_name(f".{path.name}.tmp")
-  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-  os.replace(tmp, path)
+  atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def _json_default(x):
