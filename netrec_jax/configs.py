@@ -55,6 +55,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.use_features = False  # add train-split activity features as MLP inputs
   config.model.init_std = 0.05  # normal init of embedding tables (biases start at 0)
   config.model.compute_dtype = "float32"  # or bfloat16 (params and updates stay float32)
+  # Row models (netrec_jax/train/rows.py): autorec | deep_ae as model.name.
+  config.model.autorec_side = "item"  # item: I-AutoRec (rows are items); user: U-AutoRec
+  config.model.autorec_hidden = 500  # AutoRec's hidden units (sigmoid encoder)
+  config.model.ae_hidden = (512, 256, 64)  # deep AE encoder; the decoder mirrors it
+  config.model.ae_activation = "relu"  # deep AE: relu | selu | sigmoid
+  config.model.ae_input_dropout = 0.0  # deep AE: denoising dropout on observed inputs
+  config.model.weight_l2 = 1e-4  # row models: L2 on weights (added to the gradient)
+  config.model.row_batch = 256  # rows per batch for row models
 
   # --- Optimizers: row-sparse for embedding tables, optax for the rest.
   config.optimizer = ml_collections.ConfigDict()

@@ -61,8 +61,12 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def train(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
   """Prepares the data (summary, EDA), trains, evaluates; prints metrics with their protocol."""
-  from netrec_jax.train import trainer
+  from netrec_jax.train import rows, trainer
   prepare(config, workdir)
+  if config.model.name in rows.ROW_MODELS:
+    result = rows.train_and_evaluate(config, workdir)
+    print(json.dumps({k: result[k] for k in ("model", "protocol", "valid", "test")}, indent=1))
+    return result
   result = trainer.train_and_evaluate(config, workdir)
   print(format_metrics(result))
   if config.compare.after_train:

@@ -82,3 +82,37 @@ def test_autoencoder_learns_to_reconstruct(store):
     params, opt, value = step(params, opt)
     first = value if first is None else first
   assert float(value) < 0.5 * float(first)
+
+
+@pytest.mark.parametrize("name,side", [("autorec", "item"), ("autorec", "user"),
+                                       ("deep_ae", "user")])
+def test_row_models_train_through_the_launcher_pipeline(tmp_path, name, side):
+  import json
+  from netrec_jax import configs, pipeline
+  config = configs.base_config()
+  config.data.store_root = str(tmp_path / "stores")
+  config.data.synthetic.update(n_users=400, n_items=150, n_ratings=20000)
+  config.data.min_user_ratings = 5
+  config.split.kind = "random"
+  config.model.name = name
+  config.model.autorec_side = side
+  config.model.autorec_hidden = 32
+  config.model.ae_hidden = (32, 16, 8)
+  config.model.row_batch = 32
+  config.optimizer.lr = 3e-3
+  config.train.epochs = 4
+  config.eda = False
+  result = pipeline.train(config, tmp_path / "run")
+  final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+  assert final["test"]["rmse"] == pytest.approx(result["test"]["rmse"])
+  assert final["protocol"] == "random_90_10_seed0"
+  from netrec_jax.data import datasets
+  store = datasets.open_or_build(config.data)
+  split = datasets.make_split(store, config.split)
+  train_mean = store.stars(split.rows("train")).mean()
+  test = store.stars(split.rows("test")).astype(np.float64)
+  mean_rmse = float(np.sqrt(np.mean((test - train_mean) ** 2)))
+  log = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n") if x]
+  assert len(log) == 4 and log[-1]["train_loss"] < log[0]["train_loss"]
+  if name == "autorec" and side == "item":
+    assert result["test"]["rmse"] < mean_rmse, (result, mean_rmse)

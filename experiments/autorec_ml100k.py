@@ -1,0 +1,28 @@
+"""I-AutoRec (Sedhain et al. 2015) on MovieLens 100K, random 90/10 (random_90_10_seed0).
+
+  python launch.py --experiment=autorec_ml100k --workdir=runs/autorec_ml100k
+  python launch.py --experiment=autorec_ml100k --workdir=runs/uautorec \\
+      --config.model.autorec_side=user          # U-AutoRec
+
+500 sigmoid hidden units, identity output, loss over observed entries only, L2 on weights.
+Work in progress (issue 5): trains and evaluates; checkpoints and the comparison come next.
+"""
+
+from experiments import ml100k
+
+
+def get_config():
+  config = ml100k.get_config()
+  config.name = "autorec_ml100k"
+  config.split.kind = "random"
+  config.split.test_fraction = 0.1
+  config.split.valid_fraction = 0.1
+  config.model.name = "autorec"
+  config.model.autorec_side = "item"
+  config.model.autorec_hidden = 500
+  config.model.weight_l2 = 1e-3
+  config.model.row_batch = 64
+  config.optimizer.lr = 1e-3
+  config.train.epochs = 40
+  config.eda = False
+  return config
