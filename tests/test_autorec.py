@@ -116,3 +116,23 @@ def test_row_models_train_through_the_launcher_pipeline(tmp_path, name, side):
   assert len(log) == 4 and log[-1]["train_loss"] < log[0]["train_loss"]
   if name == "autorec" and side == "item":
     assert result["test"]["rmse"] < mean_rmse, (result, mean_rmse)
+
+
+def test_row_model_sharded_training_equals_single_device(tmp_path):
+  from netrec_jax import configs
+  from netrec_jax.train import rows
+  results = []
+  for data_axis in (1, 4):
+    config = configs.base_config()
+    config.data.store_root = str(tmp_path / "stores")
+    config.data.synthetic.update(n_users=300, n_items=120, n_ratings=12000)
+    config.data.min_user_ratings = 5
+    config.split.kind = "random"
+    config.model.name = "autorec"
+    config.model.autorec_hidden = 16
+    config.model.row_batch = 32
+    config.train.epochs = 2
+    config.mesh.data = data_axis
+    results.append(rows.train_and_evaluate(config, tmp_path / f"run{data_axis}"))
+  for part in ("valid", "test"):
+    assert results[0][part]["rmse"] == pytest.approx(results[1][part]["rmse"], abs=1e-5)
