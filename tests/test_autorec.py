@@ -106,6 +106,9 @@ def test_row_models_train_through_the_launcher_pipeline(tmp_path, name, side):
   final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
   assert final["test"]["rmse"] == pytest.approx(result["test"]["rmse"])
   assert final["protocol"] == "random_90_10_seed0"
+  assert final["checkpoint"] == "best"
+  assert any((tmp_path / "run" / "checkpoints" / "best").iterdir())
+  assert any((tmp_path / "run" / "checkpoints" / "latest").iterdir())
   from netrec_jax.data import datasets
   store = datasets.open_or_build(config.data)
   split = datasets.make_split(store, config.split)

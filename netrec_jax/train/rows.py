@@ -6,9 +6,9 @@ over observed entries plus L2 on weights. Predictions for a (user, item) pair en
 row's training ratings and read the reconstruction at the other side's column; rows with no
 training rating predict the training mean (AutoRec's rule for unseen users/items).
 
-First version (issue 5, in progress): trains, validates each epoch and writes metrics.jsonl
-and final_metrics.json like the pair trainer; orbax checkpoints, resume and the evaluator
-adapter are still to come.
+Checkpoints: WORKDIR/checkpoints/{latest,best} (orbax, as the pair trainer) hold params,
+optimizer state and step with the config and store fingerprint; the final metrics come from the
+best checkpoint, and `load_row_model` restores it. Resume and the evaluator adapter come next.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from netrec_jax.data import datasets
 from netrec_jax.data.store import atomic_write_text
 from netrec_jax.eval import metrics as metrics_lib
 from netrec_jax.models.autorec import SparseAutoencoder, masked_mse, row_batch
+from netrec_jax.train import checkpoint as ckpt_lib
 from netrec_jax.train import input_pipeline, state as state_lib
 
 ROW_MODELS = ("autorec", "deep_ae")
@@ -117,11 +118,22 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
                  out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
   serialize = jax.devices()[0].platform == "cpu" and jax.device_count() > 1
 
+  checkpoints = ckpt_lib.Checkpoints(workdir)
+
+  def save(which: str, epoch: int, params, opt_state, value) -> None:
+    tree = {"params": params, "opt_state": opt_state, "step": jnp.asarray(epoch, jnp.int32)}
+    meta = {"config": config.to_dict(), "epoch": epoch, "step": epoch, "valid_rmse": value,
+            "store_fingerprint": store.fingerprint, "split": split.name,
+            "protocol": split.protocol, "global_mean": global_mean}
+    checkpoints.save(which, epoch, tree, meta)
+    if serialize:
+      checkpoints.wait()
+
   # ---- Epochs.
   train_entities = np.unique(np.take(store.item if side == "item" else store.user,
                                      rows["train"]))
   lo_hi = store.rating_range
-  best, best_params, log = None, params, []
+  best, log = None, []
   for epoch in range(config.train.epochs):
     t0 = time.time()
     order = train_entities[np.random.default_rng([config.seed, epoch]).permutation(
@@ -148,11 +160,22 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
     logging.info("epoch %d/%d: train loss %.4f, valid rmse %s", epoch + 1, config.train.epochs,
                  train_loss, valid.get("rmse"))
     if valid.get("rmse") is not None and (best is None or valid["rmse"] < best[1]):
-      best, best_params = (epoch, valid["rmse"]), jax.tree.map(jnp.copy, params)
+      best = (epoch, valid["rmse"])
+      save("best", epoch, params, opt_state, valid["rmse"])
+    save("latest", epoch, params, opt_state, valid.get("rmse"))
+  checkpoints.wait()
+  which = "best" if checkpoints.has("best") else "latest"
+  abstract = jax.eval_shape(lambda: {"params": params, "opt_state": opt_state,
+                                     "step": jnp.zeros((), jnp.int32)})
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                          abstract)
+  restored, _ = checkpoints.restore(which, abstract)
+  checkpoints.close()
+  best_params = restored["params"]
 
   final = {"protocol": split.protocol, "split": split.name, "store": store.name,
            "store_fingerprint": store.fingerprint, "model": f"{config.model.name}_{side}",
-           "task": "explicit", "best_epoch": best[0] if best else None,
+           "task": "explicit", "best_epoch": best[0] if best else None, "checkpoint": which,
            "predictions": f"clipped to the rating range {list(lo_hi)}",
            "valid": _rating_metrics(model, best_params, store, rows, "valid", side, batch_rows,
                                     global_mean, lo_hi),
