@@ -139,3 +139,33 @@ def test_row_model_sharded_training_equals_single_device(tmp_path):
     results.append(rows.train_and_evaluate(config, tmp_path / f"run{data_axis}"))
   for part in ("valid", "test"):
     assert results[0][part]["rmse"] == pytest.approx(results[1][part]["rmse"], abs=1e-5)
+
+
+def test_new_user_recommendations_exclude_the_given_movies(tmp_path):
+  from netrec_jax import configs
+  from netrec_jax.train import rows
+  config = configs.base_config()
+  config.data.store_root = str(tmp_path / "stores")
+  config.data.synthetic.update(n_users=300, n_items=120, n_ratings=12000)
+  config.data.min_user_ratings = 5
+  config.split.kind = "random"
+  config.model.name = "autorec"
+  config.model.autorec_side = "user"
+  config.model.autorec_hidden = 16
+  config.model.row_batch = 32
+  config.train.epochs = 2
+  trained = rows.train_and_evaluate(config, tmp_path / "run")
+  model, params, store, split, _ = rows.load_row_model(tmp_path / "run")
+  # The restored best checkpoint reproduces the run's test metric.
+  users, items = np.take(store.user, split.rows("test")), np.take(store.item, split.rows("test"))
+  pred = rows.predict_pairs(model, params, store, split.rows("train"), users, items, "user", 32,
+                            model.global_mean)
+  rmse = float(np.sqrt(np.mean((np.clip(pred, 1, 5) - store.stars(split.rows("test"))) ** 2)))
+  assert rmse == pytest.approx(trained["test"]["rmse"], abs=1e-6)
+  given = {int(i): 5.0 for i in store.item_original_ids()[:5]}
+  recs = rows.recommend_for_new_user(model, params, store, given, k=10)
+  assert len(recs) == 10
+  assert not set(given) & {r["movie_id"] for r in recs}
+  assert all(r["title"].startswith("Synthetic Movie") for r in recs)
+  with pytest.raises(ValueError, match="unknown movie ids"):
+    rows.recommend_for_new_user(model, params, store, {999999: 4.0})

@@ -192,3 +192,59 @@ def _rating_metrics(model, params, store, rows, part, side, batch_rows, global_m
   pred = predict_pairs(model, params, store, rows["train"], users, items, side, batch_rows,
                        global_mean)
   return metrics_lib.rating_metrics(pred, store.stars(rows[part]).astype(np.float64), lo_hi)
+
+
+def load_row_model(workdir: str | os.PathLike, which: str = "best"):
+  """(model, params, store, split, config) of a row-model run, restored from its checkpoint."""
+  import ml_collections
+  checkpoints = ckpt_lib.Checkpoints(workdir)
+  if not checkpoints.has(which):
+    which = "latest"
+  meta = checkpoints.read_meta(which)
+  if meta is None:
+    raise ckpt_lib.CheckpointError(f"{workdir}: no checkpoints found")
+  config = ml_collections.ConfigDict(meta["config"])
+  store = datasets.open_or_build(config.data)
+  if store.fingerprint != meta["store_fingerprint"]:
+    raise ckpt_lib.CheckpointError(f"{workdir}: checkpoint was trained on another store")
+  split = datasets.make_split(store, config.split)
+  side = config.model.autorec_side
+  n_columns = store.n_users if side == "item" else store.n_items
+  model = _model(config, n_columns, meta["global_mean"])
+  dummy = row_batch(store, np.arange(1), split.rows("train"), by=side)
+  tx = optax.chain(optax.add_decayed_weights(config.model.weight_l2),
+                   optax.adam(config.optimizer.lr))
+
+  def init():
+    params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
+                        dummy["index"], dummy["value"], dummy["mask"], dummy["index"])
+    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+
+  restored, _ = checkpoints.restore(which, jax.eval_shape(init))
+  checkpoints.close()
+  return model, restored["params"], store, split, config
+
+
+def recommend_for_new_user(model, params, store, ratings: dict[int, float], k: int = 10
+                           ) -> list[dict[str, Any]]:
+  """Top-k unseen movies for a user who rated a few (original movie id -> stars).
+
+  Encodes the partial rating vector with a user-based autoencoder (U-AutoRec or the deep AE
+  on user rows) and ranks every other movie by its reconstruction; the given movies are never
+  returned. Unknown movie ids are an error naming them.
+  """
+  if model.n_columns != store.n_items:
+    raise ValueError("new-user recommendations need a user-based model (autorec_side=user)")
+  ids = np.array(list(ratings), np.int64)
+  index = store.item_index(ids)
+  if (index < 0).any():
+    raise ValueError(f"unknown movie ids: {ids[index < 0].tolist()}")
+  value = np.array([ratings[i] for i in ids], np.float32)[None]
+  query = np.arange(store.n_items, dtype=np.int32)[None]
+  scores = np.array(model.apply(params, index[None].astype(np.int32), value,
+                                 np.ones_like(value), query))[0]
+  scores[index] = -np.inf
+  top = np.argsort(-scores, kind="stable")[:k]
+  items = store.items_table().take(top).to_pylist()
+  return [{"movie_id": row["original_id"], "title": row.get("title"), "year": row.get("year"),
+           "score": float(scores[i])} for row, i in zip(items, top)]
