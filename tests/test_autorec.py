@@ -15,6 +15,21 @@ def store(tmp_path_factory):
                                tmp_path_factory.mktemp("s") / "store")
 
 
+def row_config(tmp_path, n_users=300, n_items=120, n_ratings=12000):
+  """A small synthetic I-AutoRec setup that trains in seconds."""
+  from netrec_jax import configs
+  config = configs.base_config()
+  config.data.store_root = str(tmp_path / "stores")
+  config.data.synthetic.update(n_users=n_users, n_items=n_items, n_ratings=n_ratings)
+  config.data.min_user_ratings = 5
+  config.split.kind = "random"
+  config.model.name = "autorec"
+  config.model.autorec_hidden = 16
+  config.model.row_batch = 32
+  config.train.epochs = 2
+  return config
+
+
 def test_row_batch_matches_the_csc_and_csr_slices(store):
   items = np.array([0, 5, 7])
   batch = row_batch(store, items, None, by="item")
@@ -88,17 +103,12 @@ def test_autoencoder_learns_to_reconstruct(store):
                                        ("deep_ae", "user")])
 def test_row_models_train_through_the_launcher_pipeline(tmp_path, name, side):
   import json
-  from netrec_jax import configs, pipeline
-  config = configs.base_config()
-  config.data.store_root = str(tmp_path / "stores")
-  config.data.synthetic.update(n_users=400, n_items=150, n_ratings=20000)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
+  from netrec_jax import pipeline
+  config = row_config(tmp_path, n_users=400, n_items=150, n_ratings=20000)
   config.model.name = name
   config.model.autorec_side = side
   config.model.autorec_hidden = 32
   config.model.ae_hidden = (32, 16, 8)
-  config.model.row_batch = 32
   config.optimizer.lr = 3e-3
   config.train.epochs = 4
   config.eda = False
@@ -122,19 +132,10 @@ def test_row_models_train_through_the_launcher_pipeline(tmp_path, name, side):
 
 
 def test_row_model_sharded_training_equals_single_device(tmp_path):
-  from netrec_jax import configs
   from netrec_jax.train import rows
   results = []
   for data_axis in (1, 4):
-    config = configs.base_config()
-    config.data.store_root = str(tmp_path / "stores")
-    config.data.synthetic.update(n_users=300, n_items=120, n_ratings=12000)
-    config.data.min_user_ratings = 5
-    config.split.kind = "random"
-    config.model.name = "autorec"
-    config.model.autorec_hidden = 16
-    config.model.row_batch = 32
-    config.train.epochs = 2
+    config = row_config(tmp_path)
     config.mesh.data = data_axis
     results.append(rows.train_and_evaluate(config, tmp_path / f"run{data_axis}"))
   for part in ("valid", "test"):
@@ -142,18 +143,9 @@ def test_row_model_sharded_training_equals_single_device(tmp_path):
 
 
 def test_new_user_recommendations_exclude_the_given_movies(tmp_path):
-  from netrec_jax import configs
   from netrec_jax.train import rows
-  config = configs.base_config()
-  config.data.store_root = str(tmp_path / "stores")
-  config.data.synthetic.update(n_users=300, n_items=120, n_ratings=12000)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
-  config.model.name = "autorec"
+  config = row_config(tmp_path)
   config.model.autorec_side = "user"
-  config.model.autorec_hidden = 16
-  config.model.row_batch = 32
-  config.train.epochs = 2
   trained = rows.train_and_evaluate(config, tmp_path / "run")
   model, params, store, split, _ = rows.load_row_model(tmp_path / "run")
   # The restored best checkpoint reproduces the run's test metric.

@@ -51,6 +51,12 @@ def _model(config, n_columns: int, global_mean: float) -> SparseAutoencoder:
                            global_mean=global_mean)
 
 
+def _optimizer(config) -> optax.GradientTransformation:
+  """Adam with L2 on weights, as AutoRec regularises (shared by training and restore)."""
+  return optax.chain(optax.add_decayed_weights(config.model.weight_l2),
+                     optax.adam(config.optimizer.lr))
+
+
 def predict_pairs(model, params, store, train_rows, users, items, side: str,
                   batch_rows: int, global_mean: float) -> np.ndarray:
   """Predictions for pairs: encode each row's training ratings, read the other column."""
@@ -94,8 +100,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   model = _model(config, n_columns, global_mean)
 
   # ---- State, optimizer, sharded step.
-  tx = optax.chain(optax.add_decayed_weights(config.model.weight_l2),
-                   optax.adam(config.optimizer.lr))
+  tx = _optimizer(config)
   dummy = _pad_rows(row_batch(store, np.arange(1), rows["train"], by=side), batch_rows)
   params = model.init({"params": jax.random.PRNGKey(config.seed),
                        "dropout": jax.random.PRNGKey(config.seed + 1)},
@@ -212,8 +217,7 @@ def load_row_model(workdir: str | os.PathLike, which: str = "best"):
   n_columns = store.n_users if side == "item" else store.n_items
   model = _model(config, n_columns, meta["global_mean"])
   dummy = row_batch(store, np.arange(1), split.rows("train"), by=side)
-  tx = optax.chain(optax.add_decayed_weights(config.model.weight_l2),
-                   optax.adam(config.optimizer.lr))
+  tx = _optimizer(config)
 
   def init():
     params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
