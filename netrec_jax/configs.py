@@ -40,7 +40,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.split.fold = "u1"  # ml100k_fold: u1..u5, ua, ub
   config.split.loo_n_valid = 1  # loo: ratings before the held-out last one kept for validation
 
-  # --- Model (netrec_jax/models): mf | gmf | mlp | neumf | hybrid.
+  # --- Model (netrec_jax/models): mf | gmf | mlp | neumf | hybrid (pair models), autorec |
+  # deep_ae (row models), gcmc | lightgcn, bert4rec, youtube_dnn, content; see
+  # netrec_jax/train/families.py for which trainer runs each.
   config.task = "explicit"  # explicit: MSE on ratings; implicit: BCE with sampled negatives
   config.seed = 0  # parameter init, dropout, negative sampling and batch order
   config.model = ml_collections.ConfigDict()
@@ -63,6 +65,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.ae_input_dropout = 0.0  # deep AE: denoising dropout on observed inputs
   config.model.weight_l2 = 1e-4  # row models: L2 on weights (added to the gradient)
   config.model.row_batch = 256  # rows per batch for row models
+
+  # Each family below keeps its own fields in its own section (netrec_jax/train/families.py).
+  # --- Graph models: gcmc | lightgcn as model.name (netrec_jax/train/graph.py).
+  config.graph = ml_collections.ConfigDict()
+  # --- Sequence model: bert4rec as model.name (netrec_jax/train/sequence.py).
+  config.sequence = ml_collections.ConfigDict()
+  # --- YouTube-style candidate model: youtube_dnn as model.name (netrec_jax/train/youtube.py).
+  config.youtube = ml_collections.ConfigDict()
+  # --- Content-based filtering: content as model.name (netrec_jax/train/content.py).
+  config.content = ml_collections.ConfigDict()
 
   # --- Optimizers: row-sparse for embedding tables, optax for the rest.
   config.optimizer = ml_collections.ConfigDict()

@@ -61,12 +61,9 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def train(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
   """Prepares the data (summary, EDA), trains, evaluates; prints metrics with their protocol."""
-  from netrec_jax.train import rows, trainer
+  from netrec_jax.train import families
+  trainer = families.family(config.model.name)
   prepare(config, workdir)
-  if config.model.name in rows.ROW_MODELS:
-    result = rows.train_and_evaluate(config, workdir)
-    print(json.dumps({k: result[k] for k in ("model", "protocol", "valid", "test")}, indent=1))
-    return result
   result = trainer.train_and_evaluate(config, workdir)
   print(format_metrics(result))
   if config.compare.after_train:
@@ -80,8 +77,8 @@ def train(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
 def evaluate(config: Any, restore_from: str | os.PathLike, workdir: str | os.PathLike
              ) -> dict[str, Any]:
   """Restores a run's best checkpoint and evaluates it on the same split."""
-  from netrec_jax.train import trainer
-  result = trainer.evaluate_checkpoint(config, restore_from, workdir)
+  from netrec_jax.train import families
+  result = families.family(config.model.name).evaluate_checkpoint(config, restore_from, workdir)
   print(format_metrics(result))
   return result
 
@@ -105,7 +102,7 @@ def format_metrics(result: dict[str, Any]) -> str:
                      for k, v in part.items())
   return "\n".join([
       f"model     {result['model']} ({result['task']}), {result['checkpoint']} checkpoint at "
-      f"step {result['checkpoint_step']} (epoch {result['checkpoint_epoch']})",
+      f"step {result.get('checkpoint_step')} (epoch {result.get('checkpoint_epoch')})",
       f"data      {result['store']} [{result['store_fingerprint']}], split {result['split']}, "
       f"protocol {result['protocol']}; predictions {result['predictions']}",
       f"valid     {fmt(result['valid'])}",

@@ -1,7 +1,9 @@
 """The comparison: every configured model on one split, through one evaluator, one table.
 
-config.compare.models lists model names: our JAX models (mf, gmf, mlp, neumf, hybrid) train
-through the normal trainer into WORKDIR/models/NAME (or are restored from there); baselines
+config.compare.models lists model names: our JAX models (every name of
+netrec_jax/train/families.py; `NAME@LABEL` adds a variant, e.g. autorec@user with
+compare.model_overrides "autorec@user:model.autorec_side=user") train through their family's
+trainer into WORKDIR/models/NAME (or are restored from there); baselines
 (surprise_svd, surprise_svd_tuned, surprise_svdpp, surprise_baseline, surprise_knn,
 implicit_als, implicit_bpr) are fitted on the same training rows. All are evaluated by
 evaluator.evaluate on the same test rows, and the table names the split and protocol on top.
@@ -20,9 +22,9 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from netrec_jax import models as models_lib
 from netrec_jax.data import datasets
 from netrec_jax.eval import evaluator
+from netrec_jax.train import families
 
 # Baselines and their settings. "tuned" values were chosen on ML-100K validation rows.
 BASELINES: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -67,15 +69,22 @@ def model_overrides(spec: str) -> dict[str, list[tuple[str, str]]]:
 
 
 def _jax_model(name: str, config, workdir: Path, run_dir: Path | None = None):
-  """Trains `name` with config's settings into WORKDIR/models/NAME (or reuses run_dir)."""
-  from netrec_jax.train import trainer
+  """Trains `name` (MODEL or MODEL@LABEL) with config's settings into WORKDIR/models/NAME.
+
+  run_dir: an existing training run to restore instead. Overrides for MODEL apply to every
+  variant, then those for MODEL@LABEL.
+  """
   from netrec_jax.pipeline import _set_field
+  model_name = name.split("@")[0]
+  trainer = families.family(model_name)
   run_config = copy.deepcopy(config)
+  overrides = model_overrides(config.compare.model_overrides)
   with run_config.unlocked():
-    run_config.model.name = name
+    run_config.model.name = model_name
     run_config.name = f"{config.name}_{name}"
     run_config.eda = False
-    for field, value in model_overrides(config.compare.model_overrides).get(name, []):
+    for field, value in overrides.get(model_name, []) + (
+        overrides.get(name, []) if name != model_name else []):
       _set_field(run_config, field, value)
   run_dir = run_dir or workdir / "models" / name
   if not (run_dir / "final_metrics.json").is_file():
@@ -107,13 +116,13 @@ def compare(config: Any, workdir: str | os.PathLike,
     tracemalloc.start()
     t0 = time.time()
     try:
-      if name in models_lib.MODELS:
+      if name.split("@")[0] in families.FAMILIES:
         model = _jax_model(name, config, workdir, runs.get(name))
       elif name in BASELINES:
         model = _fit_baseline(name, store, data.train_rows)
       else:
         raise ValueError(f"unknown model {name!r} in compare.models; expected one of "
-                         f"{models_lib.MODELS + tuple(BASELINES)}")
+                         f"{sorted(families.FAMILIES) + list(BASELINES)}")
     except MemoryError as e:  # baselines that cannot run at this size say so in the table
       tracemalloc.stop()
       results.append({"model": name, "protocol": split.protocol, "skipped": str(e)})

@@ -3,6 +3,17 @@
 A model enters the evaluator through the `Recommender` interface:
   predict(users, items) -> ratings in stars, or None for models that do not predict ratings
   score_items(users)    -> [len(users), n_items] scores for ranking (higher is better)
+Models restored from a checkpoint (netrec_jax/train/families.py, load_recommender) also carry
+what using a trained model needs (launch.py's recommend / similar / analyze / serve modes):
+  store, split          the data and split it was trained on (training items are excluded)
+  item_vectors()        -> [n_items, d] item embeddings, for similar movies by cosine
+  user_vectors()        -> [n_users, d] user embeddings (analysis), where the model has them
+  biases()              -> {"user": [n_users], "item": [n_items]} where the model has them
+  fold_in(items, stars) -> [n_items] scores for a new user who rated a few movies (dense item
+                           indices, stars); `fold_in_method` says how (regularised solve with
+                           item factors fixed, or an encoder pass)
+A model without one of these raises NotImplementedError naming the model.
+
 Rating metrics are computed on the split's test rows (predictions clipped to the rating range),
 overall and separately on warm rows (user and item seen in training); ranking metrics rank the
 full catalog for each test user with the user's training items excluded.

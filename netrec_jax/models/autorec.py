@@ -7,8 +7,7 @@ dense users x items matrix: `index [B, L]` (column ids), `value [B, L]` (stars) 
 columns weighted by their ratings (a sparse matmul, O(nnz x hidden)); the decoder is evaluated
 only at the queried columns. Unobserved entries therefore never enter the loss or the gradient.
 
-(Training these through the sharded loop, the launcher and the evaluator is issue 5's
-remaining work; this module and `row_batch` are the tested building blocks.)
+Training, checkpoints and the evaluator adapter live in netrec_jax/train/rows.py.
 """
 
 from __future__ import annotations
@@ -42,8 +41,13 @@ class SparseAutoencoder(nn.Module):
   global_mean: float = 0.0
 
   @nn.compact
-  def __call__(self, index: jax.Array, value: jax.Array, mask: jax.Array, query: jax.Array,
-               *, train: bool = False) -> jax.Array:
+  def __call__(self, index: jax.Array, value: jax.Array, mask: jax.Array,
+               query: jax.Array | None, *, train: bool = False) -> jax.Array:
+    """Reconstruction at `query` [B, Q]; with query=None the code the decoder reads [B, H].
+
+    The decoder is linear in that code (output = code . decoder_out[column] + bias[column] +
+    global_mean), so full-catalog scoring is one matmul with decoder_params(params).
+    """
     chex.assert_equal_shape([index, value, mask])
     act = ACTIVATIONS[self.activation]
     keep = mask
@@ -60,12 +64,20 @@ class SparseAutoencoder(nn.Module):
       h = nn.Dropout(self.dropout, deterministic=not train)(h) if self.dropout else h
       h = act(nn.Dense(width)(h))
     h = nn.Dropout(self.dropout, deterministic=not train)(h) if self.dropout else h
+    if query is None:
+      return h
     decoder_out = nn.Embed(self.n_columns, h.shape[-1], name="decoder_out",
                            embedding_init=nn.initializers.normal(0.03))
     bias = nn.Embed(self.n_columns, 1, name="decoder_out_bias",
                     embedding_init=nn.initializers.zeros)
     out = jnp.einsum("bh,bqh->bq", h, decoder_out(query)) + bias(query)[..., 0]
     return ACTIVATIONS[self.output_activation](out) + self.global_mean
+
+
+def decoder_params(params) -> tuple[jax.Array, jax.Array]:
+  """(weights [n_columns, H], bias [n_columns]) of the output layer."""
+  p = params["params"]
+  return p["decoder_out"]["embedding"], p["decoder_out_bias"]["embedding"][:, 0]
 
 
 def masked_mse(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:

@@ -7,8 +7,9 @@ row's training ratings and read the reconstruction at the other side's column; r
 training rating predict the training mean (AutoRec's rule for unseen users/items).
 
 Checkpoints: WORKDIR/checkpoints/{latest,best} (orbax, as the pair trainer) hold params,
-optimizer state and step with the config and store fingerprint; the final metrics come from the
-best checkpoint, and `load_row_model` restores it. Resume and the evaluator adapter come next.
+optimizer state and epoch with the config and store fingerprint; training resumes from
+`latest`, the final metrics come from `best`, and `load_recommender` restores it behind the
+evaluator interface (RowRecommender), which is how comparisons and launch.py's eval mode use it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from netrec_jax.data import datasets
 from netrec_jax.data.store import atomic_write_text
 from netrec_jax.eval import metrics as metrics_lib
-from netrec_jax.models.autorec import SparseAutoencoder, masked_mse, row_batch
+from netrec_jax.models.autorec import SparseAutoencoder, decoder_params, masked_mse, row_batch
+from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
 from netrec_jax.train import input_pipeline, state as state_lib
 
@@ -83,31 +85,52 @@ def predict_pairs(model, params, store, train_rows, users, items, side: str,
   return out
 
 
-def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
-  workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+def _setup(config, global_mean: float | None = None) -> dict[str, Any]:
+  """Store, split rows, model and optimizer of a row-model config (training and restore)."""
   store = datasets.open_or_build(config.data)
   split = datasets.make_split(store, config.split)
   rows = {part: split.rows(part) for part in ("train", "valid", "test")}
   side = config.model.autorec_side
   if side not in ("item", "user"):
     raise ValueError(f"model.autorec_side must be item or user, got {side!r}")
+  if len(rows["train"]) == 0:
+    raise ValueError(f"split {split.name} has no training ratings")
+  if global_mean is None:
+    global_mean = float(store.stars(rows["train"]).astype(np.float64).mean())
   n_columns = store.n_users if side == "item" else store.n_items
-  global_mean = float(store.stars(rows["train"]).astype(np.float64).mean())
+  model = _model(config, n_columns, global_mean)
   mesh = state_lib.make_mesh(config.mesh)
   data_devices = mesh.shape[state_lib.DATA]
   batch_rows = -(-config.model.row_batch // data_devices) * data_devices
-  model = _model(config, n_columns, global_mean)
-
-  # ---- State, optimizer, sharded step.
   tx = _optimizer(config)
-  dummy = _pad_rows(row_batch(store, np.arange(1), rows["train"], by=side), batch_rows)
-  params = model.init({"params": jax.random.PRNGKey(config.seed),
-                       "dropout": jax.random.PRNGKey(config.seed + 1)},
-                      dummy["index"], dummy["value"], dummy["mask"], dummy["index"])
+  dummy = row_batch(store, np.arange(1), rows["train"], by=side)
+
+  def init(seed: int = 0):
+    params = model.init({"params": jax.random.PRNGKey(seed),
+                         "dropout": jax.random.PRNGKey(seed + 1)},
+                        dummy["index"], dummy["value"], dummy["mask"], dummy["index"])
+    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+
+  return dict(store=store, split=split, rows=rows, side=side, global_mean=global_mean,
+              model=model, mesh=mesh, batch_rows=batch_rows, tx=tx, init=init)
+
+
+def _abstract(init, sharding):
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+                      jax.eval_shape(init))
+
+
+def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
+  """Trains a row model into WORKDIR (resuming from its latest checkpoint); final metrics."""
+  quiet_library_logs()
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  t_start = time.time()
+  s = _setup(config)
+  store, split, rows, side, model, tx = (s[k] for k in ("store", "split", "rows", "side",
+                                                         "model", "tx"))
+  global_mean, batch_rows, mesh = s["global_mean"], s["batch_rows"], s["mesh"]
   replicated = NamedSharding(mesh, P())
-  params = jax.device_put(params, replicated)
-  opt_state = jax.device_put(tx.init(params), replicated)
   sharding = input_pipeline.batch_sharding(mesh)
 
   def step(params, opt_state, batch, key):
@@ -121,28 +144,50 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
 
   step = jax.jit(step, in_shardings=(replicated, replicated, sharding, replicated),
                  out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
+  # XLA's CPU collectives can deadlock when several multi-device steps are in flight.
   serialize = jax.devices()[0].platform == "cpu" and jax.device_count() > 1
 
   checkpoints = ckpt_lib.Checkpoints(workdir)
+  first_epoch, best, patience_left = 0, None, config.train.early_stopping_patience
+  if config.train.resume and checkpoints.has("latest"):
+    meta = checkpoints.read_meta("latest")
+    ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint,
+                              checkpoints.root / "latest")
+    tree, meta = checkpoints.restore("latest", _abstract(s["init"], replicated))
+    params, opt_state = tree["params"], tree["opt_state"]
+    first_epoch = int(meta["epoch"]) + 1
+    best = tuple(meta["best"]) if meta.get("best") else None
+    patience_left = meta.get("patience_left", patience_left)
+    logging.info("resuming %s after epoch %d", workdir, first_epoch)
+  else:
+    tree = jax.device_put(s["init"](config.seed), replicated)
+    params, opt_state = tree["params"], tree["opt_state"]
+    (workdir / "metrics.jsonl").unlink(missing_ok=True)
 
   def save(which: str, epoch: int, params, opt_state, value) -> None:
     tree = {"params": params, "opt_state": opt_state, "step": jnp.asarray(epoch, jnp.int32)}
     meta = {"config": config.to_dict(), "epoch": epoch, "step": epoch, "valid_rmse": value,
             "store_fingerprint": store.fingerprint, "split": split.name,
-            "protocol": split.protocol, "global_mean": global_mean}
+            "protocol": split.protocol, "global_mean": global_mean, "best": best,
+            "patience_left": patience_left}
     checkpoints.save(which, epoch, tree, meta)
     if serialize:
       checkpoints.wait()
 
-  # ---- Epochs.
+  # ---- Epochs: rows shuffled per epoch (seeded by epoch, so a resumed run sees the same order).
   train_entities = np.unique(np.take(store.item if side == "item" else store.user,
                                      rows["train"]))
   lo_hi = store.rating_range
-  best, log = None, []
-  for epoch in range(config.train.epochs):
+  n_train_ratings = len(rows["train"])
+  epochs_run = 0
+  for epoch in range(first_epoch, config.train.epochs):
+    if patience_left <= 0 and config.train.early_stopping_patience > 0:
+      break
     t0 = time.time()
     order = train_entities[np.random.default_rng([config.seed, epoch]).permutation(
         len(train_entities))]
+    progress = Progress(f"epoch {epoch + 1}/{config.train.epochs}", len(order), unit="rows",
+                        every_s=config.train.log_every_s)
     losses = []
     for k in range(0, len(order), batch_rows):
       batch = _pad_rows(row_batch(store, order[k:k + batch_rows], rows["train"], by=side),
@@ -152,41 +197,43 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
       if serialize:
         jax.block_until_ready(loss)
       losses.append(loss)
+      progress(min(k + batch_rows, len(order)))
     train_loss = float(jnp.mean(jnp.stack(losses)))
     if not np.isfinite(train_loss):
       raise FloatingPointError(f"loss became {train_loss} in epoch {epoch}; nothing saved")
+    train_seconds = time.time() - t0
     valid = _rating_metrics(model, params, store, rows, "valid", side, batch_rows, global_mean,
                             lo_hi)
     record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid.get("rmse"),
-              "epoch_seconds": time.time() - t0, "rows_per_s": len(order) / (time.time() - t0)}
-    log.append(record)
-    with open(workdir / "metrics.jsonl", "a") as f:
-      f.write(json.dumps(record) + "\n")
-    logging.info("epoch %d/%d: train loss %.4f, valid rmse %s", epoch + 1, config.train.epochs,
-                 train_loss, valid.get("rmse"))
-    if valid.get("rmse") is not None and (best is None or valid["rmse"] < best[1]):
-      best = (epoch, valid["rmse"])
+              "epoch_seconds": time.time() - t0, "train_seconds": train_seconds,
+              "rows_per_s": len(order) / train_seconds,
+              "ratings_per_s": n_train_ratings / train_seconds}
+    if jax.process_index() == 0:
+      with open(workdir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    logging.info("epoch %d/%d: train loss %.4f, valid rmse %s, %.0f rows/s", epoch + 1,
+                 config.train.epochs, train_loss, valid.get("rmse"), record["rows_per_s"])
+    improved = valid.get("rmse") is not None and (
+        best is None or valid["rmse"] < best[1] - config.train.min_delta)
+    if improved:
+      best, patience_left = (epoch, valid["rmse"]), config.train.early_stopping_patience
       save("best", epoch, params, opt_state, valid["rmse"])
+    else:
+      patience_left -= 1
     save("latest", epoch, params, opt_state, valid.get("rmse"))
-  checkpoints.wait()
-  which = "best" if checkpoints.has("best") else "latest"
-  abstract = jax.eval_shape(lambda: {"params": params, "opt_state": opt_state,
-                                     "step": jnp.zeros((), jnp.int32)})
-  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-                          abstract)
-  restored, _ = checkpoints.restore(which, abstract)
+    epochs_run += 1
   checkpoints.close()
-  best_params = restored["params"]
 
-  final = {"protocol": split.protocol, "split": split.name, "store": store.name,
-           "store_fingerprint": store.fingerprint, "model": f"{config.model.name}_{side}",
-           "task": "explicit", "best_epoch": best[0] if best else None, "checkpoint": which,
-           "predictions": f"clipped to the rating range {list(lo_hi)}",
-           "valid": _rating_metrics(model, best_params, store, rows, "valid", side, batch_rows,
-                                    global_mean, lo_hi),
-           "test": _rating_metrics(model, best_params, store, rows, "test", side, batch_rows,
-                                   global_mean, lo_hi)}
-  atomic_write_text(workdir / "final_metrics.json", json.dumps(final, indent=2) + "\n")
+  recommender = load_recommender(workdir)
+  final = recommender.evaluate_splits()
+  log = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()
+         if line] if (workdir / "metrics.jsonl").is_file() else []
+  final.update(best_epoch=best[0] if best else None, epochs_run=epochs_run,
+               train_seconds=time.time() - t_start,
+               rows_per_s=float(np.median([r["rows_per_s"] for r in log])) if log else None,
+               ratings_per_s=float(np.median([r["ratings_per_s"] for r in log])) if log else None)
+  if jax.process_index() == 0:
+    atomic_write_text(workdir / "final_metrics.json", json.dumps(final, indent=2) + "\n")
   return final
 
 
@@ -199,34 +246,156 @@ def _rating_metrics(model, params, store, rows, part, side, batch_rows, global_m
   return metrics_lib.rating_metrics(pred, store.stars(rows[part]).astype(np.float64), lo_hi)
 
 
-def load_row_model(workdir: str | os.PathLike, which: str = "best"):
-  """(model, params, store, split, config) of a row-model run, restored from its checkpoint."""
+class RowRecommender:
+  """A restored row model behind the evaluator interface (netrec_jax/eval/evaluator.py).
+
+  Predictions encode the row's training ratings and read the other side's column; a pair
+  whose user or item has no training rating gets the training mean (cold_rule). Full-catalog
+  scores are one matmul: the decoder is linear in the row's code.
+  """
+
+  def __init__(self, model: SparseAutoencoder, params, store, split, config, which: str,
+               meta: dict[str, Any]):
+    self.model, self.params, self.store, self.split, self.config = (model, params, store,
+                                                                    split, config)
+    self.side = config.model.autorec_side
+    self.name = f"{config.model.name}_{self.side}" if config.model.name == "autorec" else (
+        config.model.name)
+    self.which, self.meta = which, meta
+    self.global_mean = float(meta["global_mean"])
+    self.rating_note = ""
+    self.cold_rule = "training mean for a user or item with no training rating"
+    self.train_rows = split.rows("train")
+    self.batch_rows = config.model.row_batch
+    trained_users = np.zeros(store.n_users, bool)
+    trained_users[np.take(store.user, self.train_rows)] = True
+    trained_items = np.zeros(store.n_items, bool)
+    trained_items[np.take(store.item, self.train_rows)] = True
+    self.trained = {"user": trained_users, "item": trained_items}
+    self._encode = jax.jit(lambda p, b: model.apply(p, b["index"], b["value"], b["mask"], None))
+    weights, bias = decoder_params(params)
+    self._decoder = (np.asarray(weights), np.asarray(bias))
+    self._item_codes = None
+
+  def codes(self, entities: np.ndarray) -> np.ndarray:
+    """The decoder's input for each row entity (items for I-AutoRec, users for U-AutoRec)."""
+    out = []
+    for lo in range(0, len(entities), self.batch_rows):
+      batch = row_batch(self.store, entities[lo:lo + self.batch_rows], self.train_rows,
+                        by=self.side)
+      out.append(np.asarray(self._encode(self.params, batch)))
+    return np.concatenate(out) if out else np.zeros((0, self._decoder[0].shape[1]), np.float32)
+
+  def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    pred = predict_pairs(self.model, self.params, self.store, self.train_rows, users, items,
+                         self.side, self.batch_rows, self.global_mean)
+    cold = ~(self.trained["user"][users] & self.trained["item"][items])
+    pred[cold] = self.global_mean
+    return pred
+
+  def score_items(self, users: np.ndarray) -> np.ndarray:
+    weights, bias = self._decoder
+    if self.side == "item":
+      if self._item_codes is None:
+        self._item_codes = self.codes(np.arange(self.store.n_items))
+      scores = weights[users] @ self._item_codes.T + bias[users, None]
+    else:
+      scores = self.codes(users) @ weights.T + bias[None]
+    scores = scores + self.global_mean
+    scores[:, ~self.trained["item"]] = self.global_mean
+    scores[~self.trained["user"][users]] = self.global_mean
+    return scores
+
+  def item_vectors(self) -> np.ndarray:
+    """Item embeddings for similar-movie search: I-AutoRec's item codes, else decoder rows."""
+    if self.side == "item":
+      if self._item_codes is None:
+        self._item_codes = self.codes(np.arange(self.store.n_items))
+      return self._item_codes
+    return self._decoder[0]
+
+  fold_in_method = "encoder pass over the new user's partial rating vector (U-AutoRec / AE)"
+
+  def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    """Scores of every item for a new user who rated `items` (dense indices) with `stars`."""
+    if self.side != "user":
+      raise ValueError(f"{self.name} encodes item rows; a new user needs a user-based model "
+                       "(model.autorec_side=user)")
+    batch = {"index": np.asarray(items, np.int32)[None],
+             "value": np.asarray(stars, np.float32)[None],
+             "mask": np.ones((1, len(items)), np.float32)}
+    weights, bias = self._decoder
+    return (np.asarray(self._encode(self.params, batch))[0] @ weights.T + bias
+            + self.global_mean)
+
+  def evaluate_splits(self) -> dict[str, Any]:
+    """Rating metrics on the split's valid and test rows, labelled with protocol and data."""
+    store, split = self.store, self.split
+    result = {"protocol": split.protocol, "split": split.name, "store": store.name,
+              "store_fingerprint": store.fingerprint, "model": self.name, "task": "explicit",
+              "checkpoint": self.which, "checkpoint_epoch": int(self.meta["epoch"]),
+              "checkpoint_step": int(self.meta["step"]),
+              "predictions": f"clipped to the rating range {list(store.rating_range)}",
+              "cold_rule": self.cold_rule}
+    for part in ("valid", "test"):
+      part_rows = split.rows(part)
+      if len(part_rows) == 0:
+        result[part] = {"n": 0}
+        continue
+      pred = self.predict(np.take(store.user, part_rows), np.take(store.item, part_rows))
+      result[part] = metrics_lib.rating_metrics(pred, store.stars(part_rows).astype(np.float64),
+                                                store.rating_range)
+    return result
+
+
+def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best"
+                     ) -> RowRecommender:
+  """The best (or latest) checkpoint of a row-model run, behind the evaluator interface.
+
+  With `config`, the checkpoint must fit it (same store fingerprint and model); its data
+  section says where the store is now.
+  """
   import ml_collections
   checkpoints = ckpt_lib.Checkpoints(workdir)
   if not checkpoints.has(which):
     which = "latest"
   meta = checkpoints.read_meta(which)
   if meta is None:
-    raise ckpt_lib.CheckpointError(f"{workdir}: no checkpoints found")
-  config = ml_collections.ConfigDict(meta["config"])
-  store = datasets.open_or_build(config.data)
-  if store.fingerprint != meta["store_fingerprint"]:
-    raise ckpt_lib.CheckpointError(f"{workdir}: checkpoint was trained on another store")
-  split = datasets.make_split(store, config.split)
-  side = config.model.autorec_side
-  n_columns = store.n_users if side == "item" else store.n_items
-  model = _model(config, n_columns, meta["global_mean"])
-  dummy = row_batch(store, np.arange(1), split.rows("train"), by=side)
-  tx = _optimizer(config)
-
-  def init():
-    params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
-                        dummy["index"], dummy["value"], dummy["mask"], dummy["index"])
-    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
-
-  restored, _ = checkpoints.restore(which, jax.eval_shape(init))
+    raise ckpt_lib.CheckpointError(f"{workdir}: no checkpoints found under {checkpoints.root}")
+  saved = ml_collections.ConfigDict(meta["config"])
+  if config is not None:
+    store = datasets.open_or_build(config.data)
+    ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint,
+                              checkpoints.root / which)
+    with saved.unlocked():
+      saved.data = config.data
+      saved.mesh = config.mesh
+  s = _setup(saved, global_mean=meta["global_mean"])
+  if s["store"].fingerprint != meta["store_fingerprint"]:
+    raise ckpt_lib.CheckpointError(
+        f"{workdir}: checkpoint was trained on store {meta['store_fingerprint']}, but its config "
+        f"now builds {s['store'].fingerprint}")
+  tree, meta = checkpoints.restore(which, jax.eval_shape(s["init"]))
   checkpoints.close()
-  return model, restored["params"], store, split, config
+  return RowRecommender(s["model"], tree["params"], s["store"], s["split"], saved, which, meta)
+
+
+def load_row_model(workdir: str | os.PathLike, which: str = "best"):
+  """(model, params, store, split, config) of a row-model run, restored from its checkpoint."""
+  r = load_recommender(workdir, which=which)
+  return r.model, r.params, r.store, r.split, r.config
+
+
+def evaluate_checkpoint(config, restore_from: str | os.PathLike, workdir: str | os.PathLike,
+                        which: str = "best") -> dict[str, Any]:
+  """Restores a row-model run and evaluates it on config's split into WORKDIR."""
+  quiet_library_logs()
+  recommender = load_recommender(restore_from, config, which)
+  result = recommender.evaluate_splits()
+  result["restored_from"] = str(restore_from)
+  Path(workdir).mkdir(parents=True, exist_ok=True)
+  atomic_write_text(Path(workdir) / "final_metrics.json", json.dumps(result, indent=2) + "\n")
+  return result
 
 
 def recommend_for_new_user(model, params, store, ratings: dict[int, float], k: int = 10
