@@ -3,9 +3,12 @@
   python launch.py --experiment=autorec_ml100k --workdir=runs/autorec_ml100k
   python launch.py --experiment=autorec_ml100k --workdir=runs/uautorec \\
       --config.model.autorec_side=user          # U-AutoRec
+  python launch.py --experiment=autorec_ml100k --mode=eval --restore_from=runs/autorec_ml100k \\
+      --workdir=runs/autorec_ml100k_eval       # restore the best checkpoint, evaluate
 
 500 sigmoid hidden units, identity output, loss over observed entries only, L2 on weights.
-Work in progress (issue 5): trains and evaluates; checkpoints and the comparison come next.
+Validation (10% of train) picks the best epoch. compare_autorec_ml100k puts I-AutoRec,
+U-AutoRec, MF and Surprise SVD side by side on this split.
 """
 
 from experiments import ml100k
@@ -24,5 +27,6 @@ def get_config():
   config.model.row_batch = 64
   config.optimizer.lr = 1e-3
   config.train.epochs = 40
+  config.train.early_stopping_patience = 5
   config.eda = False
   return config

@@ -63,6 +63,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.ae_hidden = (512, 256, 64)  # deep AE encoder; the decoder mirrors it
   config.model.ae_activation = "relu"  # deep AE: relu | selu | sigmoid
   config.model.ae_input_dropout = 0.0  # deep AE: denoising dropout on observed inputs
+  config.model.ae_refeed = False  # deep AE: dense re-feeding (Kuchaiev & Ginsburg 2017)
   config.model.weight_l2 = 1e-4  # row models: L2 on weights (added to the gradient)
   config.model.row_batch = 256  # rows per batch for row models
 

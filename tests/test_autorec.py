@@ -99,9 +99,10 @@ def test_autoencoder_learns_to_reconstruct(store):
   assert float(value) < 0.5 * float(first)
 
 
-@pytest.mark.parametrize("name,side", [("autorec", "item"), ("autorec", "user"),
-                                       ("deep_ae", "user")])
-def test_row_models_train_through_the_launcher_pipeline(tmp_path, name, side):
+@pytest.mark.parametrize("name,side,refeed", [("autorec", "item", False),
+                                              ("autorec", "user", False),
+                                              ("deep_ae", "user", True)])
+def test_row_models_train_through_the_launcher_pipeline(tmp_path, name, side, refeed):
   import json
   from netrec_jax import pipeline
   config = row_config(tmp_path, n_users=400, n_items=150, n_ratings=20000)
@@ -109,6 +110,7 @@ def test_row_models_train_through_the_launcher_pipeline(tmp_path, name, side):
   config.model.autorec_side = side
   config.model.autorec_hidden = 32
   config.model.ae_hidden = (32, 16, 8)
+  config.model.ae_refeed = refeed
   config.optimizer.lr = 3e-3
   config.train.epochs = 4
   config.eda = False
@@ -150,8 +152,7 @@ def test_new_user_recommendations_exclude_the_given_movies(tmp_path):
   model, params, store, split, _ = rows.load_row_model(tmp_path / "run")
   # The restored best checkpoint reproduces the run's test metric.
   users, items = np.take(store.user, split.rows("test")), np.take(store.item, split.rows("test"))
-  pred = rows.predict_pairs(model, params, store, split.rows("train"), users, items, "user", 32,
-                            model.global_mean)
+  pred = rows.load_recommender(tmp_path / "run").predict(users, items)
   rmse = float(np.sqrt(np.mean((np.clip(pred, 1, 5) - store.stars(split.rows("test"))) ** 2)))
   assert rmse == pytest.approx(trained["test"]["rmse"], abs=1e-6)
   given = {int(i): 5.0 for i in store.item_original_ids()[:5]}
@@ -161,3 +162,81 @@ def test_new_user_recommendations_exclude_the_given_movies(tmp_path):
   assert all(r["title"].startswith("Synthetic Movie") for r in recs)
   with pytest.raises(ValueError, match="unknown movie ids"):
     rows.recommend_for_new_user(model, params, store, {999999: 4.0})
+
+
+def test_row_model_restores_resumes_and_evaluates_through_launch_py(tmp_path):
+  """Train, --mode=eval in a new process, then resume for one more epoch."""
+  import json
+  import os
+  import subprocess
+  import sys
+  from pathlib import Path
+  repo = Path(__file__).resolve().parents[1]
+  common = ["launch.py", "--experiment=quickstart", f"--config.data.store_root={tmp_path}/stores",
+            "--config.data.synthetic.n_users=300", "--config.data.synthetic.n_items=120",
+            "--config.data.synthetic.n_ratings=12000", "--config.data.min_user_ratings=5",
+            "--config.model.name=autorec", "--config.model.autorec_hidden=16",
+            "--config.model.row_batch=32", "--config.eda=False",
+            "--config.compare.after_train=False", "--config.train.early_stopping_patience=0"]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  launch = lambda *args: subprocess.run([sys.executable, *common, *args], cwd=repo, env=env,
+                                        capture_output=True, text=True, timeout=600)
+  run = launch("--config.train.epochs=2", f"--workdir={tmp_path / 'train'}")
+  assert run.returncode == 0, run.stderr[-3000:]
+  trained = json.loads((tmp_path / "train" / "final_metrics.json").read_text())
+  assert trained["model"] == "autorec_item" and trained["protocol"] == "random_90_10_seed0"
+  ev = launch("--config.train.epochs=2", "--mode=eval", f"--restore_from={tmp_path / 'train'}",
+              f"--workdir={tmp_path / 'eval'}")
+  assert ev.returncode == 0, ev.stderr[-3000:]
+  evaluated = json.loads((tmp_path / "eval" / "final_metrics.json").read_text())
+  assert evaluated["test"] == trained["test"] and evaluated["valid"] == trained["valid"]
+  assert "protocol random_90_10_seed0" in ev.stdout
+
+  more = launch("--config.train.epochs=3", f"--workdir={tmp_path / 'train'}")
+  assert more.returncode == 0, more.stderr[-3000:]
+  log = [json.loads(x) for x in (tmp_path / "train" / "metrics.jsonl").read_text().split("\n")
+         if x]
+  assert [r["epoch"] for r in log] == [0, 1, 2]  # epochs 0-1 were not trained again
+  assert log[2]["train_loss"] < log[0]["train_loss"]
+
+  bad = launch("--config.model.autorec_hidden=8", "--mode=eval",
+               f"--restore_from={tmp_path / 'train'}", f"--workdir={tmp_path / 'bad'}")
+  assert bad.returncode != 0
+  assert "model.autorec_hidden: checkpoint 16, config 8" in bad.stderr
+
+
+@pytest.mark.parametrize("side", ["item", "user"])
+def test_row_recommender_scores_agree_with_predictions_and_the_evaluator(tmp_path, side):
+  from netrec_jax.eval import evaluator
+  from netrec_jax.train import rows
+  config = row_config(tmp_path)
+  config.model.autorec_side = side
+  trained = rows.train_and_evaluate(config, tmp_path / "run")
+  recommender = rows.load_recommender(tmp_path / "run", config)
+  store, split = recommender.store, recommender.split
+  test = split.rows("test")
+  users, items = np.take(store.user, test), np.take(store.item, test)
+  first = np.unique(users)[:20]
+  scores = recommender.score_items(first)
+  assert scores.shape == (len(first), store.n_items)
+  pick = np.isin(users, first)
+  pred = recommender.predict(users[pick], items[pick])
+  rows_of = np.searchsorted(first, users[pick])
+  np.testing.assert_allclose(scores[rows_of, items[pick]], pred, rtol=1e-4, atol=1e-4)
+  # Items without a training rating fall back to the training mean, in both code paths.
+  trained_items = np.zeros(store.n_items, bool)
+  trained_items[np.take(store.item, split.rows("train"))] = True
+  if (~trained_items).any():
+    np.testing.assert_allclose(scores[:, ~trained_items], recommender.global_mean)
+  data = evaluator.prepare(store, split)
+  result = evaluator.evaluate(recommender, data, ks=(10,))
+  assert result["rating"]["rmse"] == pytest.approx(trained["test"]["rmse"], abs=1e-6)
+  assert 0 <= result["ranking"]["ndcg@10"] <= 1
+  assert recommender.item_vectors().shape[0] == store.n_items
+  if side == "user":
+    given = np.array([0, 1, 2])
+    fold = recommender.fold_in(given, np.array([5.0, 4.0, 1.0]))
+    assert fold.shape == (store.n_items,) and np.isfinite(fold).all()
+  else:
+    with pytest.raises(ValueError, match="user-based model"):
+      recommender.fold_in(np.array([0]), np.array([5.0]))

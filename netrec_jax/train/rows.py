@@ -18,7 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from netrec_jax.data import datasets
 from netrec_jax.data.store import atomic_write_text
 from netrec_jax.eval import metrics as metrics_lib
-from netrec_jax.models.autorec import SparseAutoencoder, decoder_params, masked_mse, row_batch
+from netrec_jax.models.autorec import SparseAutoencoder, SparseRows, decoder_params, masked_mse
 from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
 from netrec_jax.train import input_pipeline, state as state_lib
@@ -38,9 +38,16 @@ from netrec_jax.train import input_pipeline, state as state_lib
 ROW_MODELS = ("autorec", "deep_ae")
 
 
+def bucket_width(length: int, smallest: int = 8) -> int:
+  """Row widths rounded up to a power of two: a handful of compiled shapes, not one per batch."""
+  return max(smallest, 1 << max(0, int(length) - 1).bit_length())
+
+
 def _pad_rows(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+  """Pads to `size` rows (a multiple of the data devices) and a bucketed width."""
   pad = size - batch["index"].shape[0]
-  return {k: np.pad(v, ((0, pad), (0, 0))) for k, v in batch.items()}
+  width = bucket_width(batch["index"].shape[1])
+  return {k: np.pad(v, ((0, pad), (0, width - v.shape[1]))) for k, v in batch.items()}
 
 
 def _model(config, n_columns: int, global_mean: float) -> SparseAutoencoder:
@@ -59,29 +66,46 @@ def _optimizer(config) -> optax.GradientTransformation:
                      optax.adam(config.optimizer.lr))
 
 
-def predict_pairs(model, params, store, train_rows, users, items, side: str,
-                  batch_rows: int, global_mean: float) -> np.ndarray:
-  """Predictions for pairs: encode each row's training ratings, read the other column."""
-  row_ids = items if side == "item" else users
-  columns = users if side == "item" else items
-  out = np.full(len(users), global_mean, np.float64)
-  order = np.argsort(row_ids, kind="stable")
-  unique_rows, starts = np.unique(row_ids[order], return_index=True)
-  ends = np.append(starts[1:], len(order))
-  apply = jax.jit(lambda p, b, q: model.apply(p, b["index"], b["value"], b["mask"], q))
-  for lo in range(0, len(unique_rows), batch_rows):
-    rows = unique_rows[lo:lo + batch_rows]
-    batch = row_batch(store, rows, train_rows, by=side)
-    seg = [order[starts[k]:ends[k]] for k in range(lo, lo + len(rows))]
-    width = max(len(s) for s in seg)
-    query = np.zeros((len(rows), width), np.int32)
-    for k, s in enumerate(seg):
-      query[k, :len(s)] = columns[s]
-    pred = np.asarray(apply(params, batch, query))
-    has_train = batch["mask"].sum(1) > 0
-    for k, s in enumerate(seg):
-      if has_train[k]:
-        out[s] = pred[k, :len(s)]
+def make_encoder(model: SparseAutoencoder) -> Callable:
+  """jit(params, batch) -> the decoder's input code of each row (inference mode)."""
+  return jax.jit(lambda p, b: model.apply(p, b["index"], b["value"], b["mask"], None))
+
+
+def encode_rows(encode: Callable, params, train_index: SparseRows, entities: np.ndarray,
+                batch_rows: int) -> np.ndarray:
+  """Codes [len(entities), H] of rows built from their training ratings."""
+  out = []
+  for lo in range(0, len(entities), batch_rows):
+    chunk = entities[lo:lo + batch_rows]
+    out.append(np.asarray(encode(params, _pad_rows(train_index.batch(chunk), batch_rows))
+                          )[:len(chunk)])
+  width = decoder_params(params)[0].shape[1]
+  return np.concatenate(out) if out else np.zeros((0, width), np.float32)
+
+
+def predict_pairs(encode: Callable, params, train_index: SparseRows, users: np.ndarray,
+                  items: np.ndarray, side: str, batch_rows: int, global_mean: float
+                  ) -> np.ndarray:
+  """Predictions for pairs: encode each row's training ratings, read the other column.
+
+  The decoder is linear in the code, so a pair costs one dot product once its row is encoded.
+  Rows without training ratings predict global_mean.
+  """
+  row_ids = np.asarray(items if side == "item" else users)
+  columns = np.asarray(users if side == "item" else items)
+  weights, bias = (np.asarray(a) for a in decoder_params(params))
+  unique_rows, inverse = np.unique(row_ids, return_inverse=True)
+  order = np.argsort(inverse, kind="stable")
+  bounds = np.searchsorted(inverse[order], np.arange(len(unique_rows) + 1))
+  out = np.empty(len(row_ids), np.float64)
+  chunk = 16 * batch_rows
+  for lo in range(0, len(unique_rows), chunk):
+    hi = min(lo + chunk, len(unique_rows))
+    codes = encode_rows(encode, params, train_index, unique_rows[lo:hi], batch_rows)
+    pairs = order[bounds[lo]:bounds[hi]]
+    out[pairs] = (np.einsum("ph,ph->p", codes[inverse[pairs] - lo], weights[columns[pairs]])
+                  + bias[columns[pairs]] + global_mean)
+  out[train_index.lengths(row_ids) == 0] = global_mean
   return out
 
 
@@ -103,7 +127,8 @@ def _setup(config, global_mean: float | None = None) -> dict[str, Any]:
   data_devices = mesh.shape[state_lib.DATA]
   batch_rows = -(-config.model.row_batch // data_devices) * data_devices
   tx = _optimizer(config)
-  dummy = row_batch(store, np.arange(1), rows["train"], by=side)
+  train_index = SparseRows(store, rows["train"], side)
+  dummy = train_index.batch(np.arange(1))
 
   def init(seed: int = 0):
     params = model.init({"params": jax.random.PRNGKey(seed),
@@ -112,6 +137,7 @@ def _setup(config, global_mean: float | None = None) -> dict[str, Any]:
     return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
   return dict(store=store, split=split, rows=rows, side=side, global_mean=global_mean,
+              train_index=train_index,
               model=model, mesh=mesh, batch_rows=batch_rows, tx=tx, init=init)
 
 
@@ -130,17 +156,34 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   store, split, rows, side, model, tx = (s[k] for k in ("store", "split", "rows", "side",
                                                          "model", "tx"))
   global_mean, batch_rows, mesh = s["global_mean"], s["batch_rows"], s["mesh"]
+  train_index, encode = s["train_index"], make_encoder(model)
   replicated = NamedSharding(mesh, P())
   sharding = input_pipeline.batch_sharding(mesh)
+  refeed = config.model.ae_refeed
 
-  def step(params, opt_state, batch, key):
+  def update(params, opt_state, index, value, mask, key):
     def loss_fn(p):
-      pred = model.apply(p, batch["index"], batch["value"], batch["mask"], batch["index"],
-                         train=True, rngs={"dropout": key})
-      return masked_mse(pred, batch["value"], batch["mask"])
+      pred = model.apply(p, index, value, mask, index, train=True, rngs={"dropout": key})
+      return masked_mse(pred, value, mask)
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
+
+  def step(params, opt_state, batch, key):
+    params, opt_state, loss = update(params, opt_state, batch["index"], batch["value"],
+                                     batch["mask"], key)
+    if refeed:
+      # Kuchaiev & Ginsburg 2017: the dense reconstruction f(x) is a fixed point to aim for,
+      # so f(f(x)) is trained towards f(x) over every column, in a second update.
+      every = jnp.broadcast_to(jnp.arange(model.n_columns, dtype=jnp.int32),
+                               (batch["index"].shape[0], model.n_columns))
+      dense = jax.lax.stop_gradient(model.apply(params, batch["index"], batch["value"],
+                                                batch["mask"], every))
+      has_row = (batch["mask"].sum(1, keepdims=True) > 0).astype(dense.dtype)
+      params, opt_state, _ = update(params, opt_state, every, dense,
+                                    jnp.broadcast_to(has_row, dense.shape),
+                                    jax.random.fold_in(key, 1))
+    return params, opt_state, loss
 
   step = jax.jit(step, in_shardings=(replicated, replicated, sharding, replicated),
                  out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
@@ -190,8 +233,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
                         every_s=config.train.log_every_s)
     losses = []
     for k in range(0, len(order), batch_rows):
-      batch = _pad_rows(row_batch(store, order[k:k + batch_rows], rows["train"], by=side),
-                        batch_rows)
+      batch = _pad_rows(train_index.batch(order[k:k + batch_rows]), batch_rows)
       key = jax.random.fold_in(jax.random.PRNGKey(config.seed), epoch * 100003 + k)
       params, opt_state, loss = step(params, opt_state, jax.device_put(batch, sharding), key)
       if serialize:
@@ -202,8 +244,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
     if not np.isfinite(train_loss):
       raise FloatingPointError(f"loss became {train_loss} in epoch {epoch}; nothing saved")
     train_seconds = time.time() - t0
-    valid = _rating_metrics(model, params, store, rows, "valid", side, batch_rows, global_mean,
-                            lo_hi)
+    valid = _rating_metrics(encode, params, train_index, store, rows["valid"], side, batch_rows,
+                            global_mean)
     record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid.get("rmse"),
               "epoch_seconds": time.time() - t0, "train_seconds": train_seconds,
               "rows_per_s": len(order) / train_seconds,
@@ -237,13 +279,14 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   return final
 
 
-def _rating_metrics(model, params, store, rows, part, side, batch_rows, global_mean, lo_hi):
-  if len(rows[part]) == 0:
+def _rating_metrics(encode, params, train_index, store, part_rows, side, batch_rows,
+                    global_mean) -> dict[str, Any]:
+  if len(part_rows) == 0:
     return {"n": 0}
-  users, items = np.take(store.user, rows[part]), np.take(store.item, rows[part])
-  pred = predict_pairs(model, params, store, rows["train"], users, items, side, batch_rows,
-                       global_mean)
-  return metrics_lib.rating_metrics(pred, store.stars(rows[part]).astype(np.float64), lo_hi)
+  users, items = np.take(store.user, part_rows), np.take(store.item, part_rows)
+  pred = predict_pairs(encode, params, train_index, users, items, side, batch_rows, global_mean)
+  return metrics_lib.rating_metrics(pred, store.stars(part_rows).astype(np.float64),
+                                    store.rating_range)
 
 
 class RowRecommender:
@@ -254,8 +297,8 @@ class RowRecommender:
   scores are one matmul: the decoder is linear in the row's code.
   """
 
-  def __init__(self, model: SparseAutoencoder, params, store, split, config, which: str,
-               meta: dict[str, Any]):
+  def __init__(self, model: SparseAutoencoder, params, store, split, train_index: SparseRows,
+               config, which: str, meta: dict[str, Any]):
     self.model, self.params, self.store, self.split, self.config = (model, params, store,
                                                                     split, config)
     self.side = config.model.autorec_side
@@ -272,22 +315,18 @@ class RowRecommender:
     trained_items = np.zeros(store.n_items, bool)
     trained_items[np.take(store.item, self.train_rows)] = True
     self.trained = {"user": trained_users, "item": trained_items}
-    self._encode = jax.jit(lambda p, b: model.apply(p, b["index"], b["value"], b["mask"], None))
+    self.train_index = train_index
+    self._encode = make_encoder(model)
     weights, bias = decoder_params(params)
     self._decoder = (np.asarray(weights), np.asarray(bias))
     self._item_codes = None
 
   def codes(self, entities: np.ndarray) -> np.ndarray:
     """The decoder's input for each row entity (items for I-AutoRec, users for U-AutoRec)."""
-    out = []
-    for lo in range(0, len(entities), self.batch_rows):
-      batch = row_batch(self.store, entities[lo:lo + self.batch_rows], self.train_rows,
-                        by=self.side)
-      out.append(np.asarray(self._encode(self.params, batch)))
-    return np.concatenate(out) if out else np.zeros((0, self._decoder[0].shape[1]), np.float32)
+    return encode_rows(self._encode, self.params, self.train_index, entities, self.batch_rows)
 
   def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    pred = predict_pairs(self.model, self.params, self.store, self.train_rows, users, items,
+    pred = predict_pairs(self._encode, self.params, self.train_index, users, items,
                          self.side, self.batch_rows, self.global_mean)
     cold = ~(self.trained["user"][users] & self.trained["item"][items])
     pred[cold] = self.global_mean
@@ -377,7 +416,8 @@ def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best
         f"now builds {s['store'].fingerprint}")
   tree, meta = checkpoints.restore(which, jax.eval_shape(s["init"]))
   checkpoints.close()
-  return RowRecommender(s["model"], tree["params"], s["store"], s["split"], saved, which, meta)
+  return RowRecommender(s["model"], tree["params"], s["store"], s["split"], s["train_index"],
+                        saved, which, meta)
 
 
 def load_row_model(workdir: str | os.PathLike, which: str = "best"):
