@@ -30,7 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from netrec_jax.data import datasets
 from netrec_jax.data.store import atomic_write_text
 from netrec_jax.eval import metrics as metrics_lib
-from netrec_jax.models.autorec import SparseAutoencoder, SparseRows, decoder_params, masked_mse
+from netrec_jax.models.autorec import SparseAutoencoder, SparseRows, decoder_params
 from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
 from netrec_jax.train import input_pipeline, state as state_lib
@@ -64,6 +64,24 @@ def _optimizer(config) -> optax.GradientTransformation:
   """Adam with L2 on weights, as AutoRec regularises (shared by training and restore)."""
   return optax.chain(optax.add_decayed_weights(config.model.weight_l2),
                      optax.adam(config.optimizer.lr))
+
+
+def epoch_batches(entities: np.ndarray, lengths: np.ndarray, batch_rows: int,
+                  rng: np.random.Generator, window_batches: int = 32) -> list[np.ndarray]:
+  """One epoch's batches: shuffled, then sorted by row length within windows of batches.
+
+  Rows are padded to the longest row of their batch; with long-tailed activity a random batch
+  pads every row to the one popular item's length. Sorting within windows of `window_batches`
+  batches keeps similar lengths together (far less padding) while the batch order stays random.
+  """
+  order = entities[rng.permutation(len(entities))]
+  window = batch_rows * window_batches
+  for lo in range(0, len(order), window):
+    chunk = order[lo:lo + window]
+    order[lo:lo + window] = chunk[np.argsort(lengths[np.searchsorted(entities, chunk)],
+                                             kind="stable")]
+  batches = [order[k:k + batch_rows] for k in range(0, len(order), batch_rows)]
+  return [batches[k] for k in rng.permutation(len(batches))]
 
 
 def make_encoder(model: SparseAutoencoder) -> Callable:
@@ -161,10 +179,18 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   sharding = input_pipeline.batch_sharding(mesh)
   refeed = config.model.ae_refeed
 
-  def update(params, opt_state, index, value, mask, key):
+  # Squared errors are summed and divided by the mean number of ratings per batch, not by this
+  # batch's count: batches are length-sorted (epoch_batches), and a per-batch mean would give a
+  # batch of rarely rated rows as much weight as one of popular rows. This way every training
+  # rating weighs the same over an epoch, as in AutoRec's summed objective.
+  n_train_ratings = len(rows["train"])
+  n_entities_trained = int((train_index.lengths(np.arange(train_index.n_entities)) > 0).sum())
+  ratings_per_batch = n_train_ratings / max(1, -(-n_entities_trained // batch_rows))
+
+  def update(params, opt_state, index, value, mask, key, normalizer=ratings_per_batch):
     def loss_fn(p):
       pred = model.apply(p, index, value, mask, index, train=True, rngs={"dropout": key})
-      return masked_mse(pred, value, mask)
+      return jnp.sum(mask * jnp.square(pred - value)) / normalizer
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
@@ -182,7 +208,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
       has_row = (batch["mask"].sum(1, keepdims=True) > 0).astype(dense.dtype)
       params, opt_state, _ = update(params, opt_state, every, dense,
                                     jnp.broadcast_to(has_row, dense.shape),
-                                    jax.random.fold_in(key, 1))
+                                    jax.random.fold_in(key, 1),
+                                    normalizer=jnp.maximum(has_row.sum() * model.n_columns, 1.0))
     return params, opt_state, loss
 
   step = jax.jit(step, in_shardings=(replicated, replicated, sharding, replicated),
@@ -218,28 +245,27 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
       checkpoints.wait()
 
   # ---- Epochs: rows shuffled per epoch (seeded by epoch, so a resumed run sees the same order).
-  train_entities = np.unique(np.take(store.item if side == "item" else store.user,
-                                     rows["train"]))
+  train_entities = np.flatnonzero(train_index.lengths(np.arange(train_index.n_entities)) > 0)
   lo_hi = store.rating_range
-  n_train_ratings = len(rows["train"])
   epochs_run = 0
   for epoch in range(first_epoch, config.train.epochs):
     if patience_left <= 0 and config.train.early_stopping_patience > 0:
       break
     t0 = time.time()
-    order = train_entities[np.random.default_rng([config.seed, epoch]).permutation(
-        len(train_entities))]
-    progress = Progress(f"epoch {epoch + 1}/{config.train.epochs}", len(order), unit="rows",
-                        every_s=config.train.log_every_s)
-    losses = []
-    for k in range(0, len(order), batch_rows):
-      batch = _pad_rows(train_index.batch(order[k:k + batch_rows]), batch_rows)
+    batches = epoch_batches(train_entities, train_index.lengths(train_entities), batch_rows,
+                            np.random.default_rng([config.seed, epoch]))
+    progress = Progress(f"epoch {epoch + 1}/{config.train.epochs}", len(train_entities),
+                        unit="rows", every_s=config.train.log_every_s)
+    losses, done = [], 0
+    for k, entities in enumerate(batches):
+      batch = _pad_rows(train_index.batch(entities), batch_rows)
       key = jax.random.fold_in(jax.random.PRNGKey(config.seed), epoch * 100003 + k)
       params, opt_state, loss = step(params, opt_state, jax.device_put(batch, sharding), key)
       if serialize:
         jax.block_until_ready(loss)
       losses.append(loss)
-      progress(min(k + batch_rows, len(order)))
+      done += len(entities)
+      progress(done)
     train_loss = float(jnp.mean(jnp.stack(losses)))
     if not np.isfinite(train_loss):
       raise FloatingPointError(f"loss became {train_loss} in epoch {epoch}; nothing saved")
@@ -248,7 +274,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
                             global_mean)
     record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid.get("rmse"),
               "epoch_seconds": time.time() - t0, "train_seconds": train_seconds,
-              "rows_per_s": len(order) / train_seconds,
+              "rows_per_s": len(train_entities) / train_seconds,
               "ratings_per_s": n_train_ratings / train_seconds}
     if jax.process_index() == 0:
       with open(workdir / "metrics.jsonl", "a") as f:
