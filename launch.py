@@ -3,6 +3,8 @@
   python launch.py --experiment=quickstart --workdir=runs/quickstart
   python launch.py --experiment=ml100k --workdir=runs/ml100k --config.split.fold=u2
   python launch.py --config=experiments/quickstart.py --config.data.min_user_ratings=50 ...
+  python launch.py --mode=recommend --restore_from=runs/quickstart --users=503,587 --n=10
+  python launch.py --mode=serve --restore_from=runs/quickstart --port=8000
 
 --experiment=NAME is shorthand for --config=experiments/NAME.py; any config field can be
 overridden with --config.FIELD=VALUE (see netrec_jax/configs.py for every field).
@@ -15,7 +17,9 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
-MODES = ("train", "eval", "compare", "prepare", "eda")
+MODES = ("train", "eval", "compare", "prepare", "eda", "recommend", "similar", "analyze", "serve")
+# Modes that use a trained model: the checkpoint's own config is enough, --config is optional.
+USE_MODES = ("recommend", "similar", "analyze", "serve")
 
 _EXPERIMENT = flags.DEFINE_string(
     "experiment", None, "Experiment name: a config module in experiments/ (e.g. quickstart, "
@@ -30,11 +34,41 @@ _MODE = flags.DEFINE_enum(
     "model of config.compare.models and the baselines on one split, one evaluator; writes "
     "WORKDIR/comparison.{md,csv,json,png}. prepare: build or reuse the "
     "store, make the split, write data_summary.json and EDA plots. eda: prepare with plots even "
-    "if config.eda is off.")
+    "if config.eda is off. recommend: top-N for --users (original ids, training movies "
+    "excluded) and/or a --new_user (fold-in), from --restore_from's checkpoint. similar: the "
+    "movies nearest to each --movie by cosine in item embedding space. analyze: PNG plots of "
+    "item embeddings (PCA by popularity and genre), biases, extreme item biases and k-means "
+    "user clusters into WORKDIR (default RESTORE_FROM/analysis). serve: HTTP JSON service on "
+    "--host:--port (FastAPI + uvicorn). The use modes read the model from the checkpoint; "
+    "--experiment/--config is optional there (given, the checkpoint must match its data).")
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Output folder of this run (summaries, plots; later logs and checkpoints).")
+    "workdir", None, "Output folder of this run (summaries, plots; later logs and checkpoints); "
+    "analyze: where the plots go (default RESTORE_FROM/analysis).")
 _RESTORE_FROM = flags.DEFINE_string(
-    "restore_from", None, "eval mode: the workdir of a training run whose checkpoint to restore.")
+    "restore_from", None, "eval, recommend, similar, analyze, serve: the workdir of a training "
+    "run whose checkpoint to restore (its best checkpoint, else its latest).")
+_USERS = flags.DEFINE_string(
+    "users", None, "recommend: comma-separated ORIGINAL user ids (as in the source data, e.g. "
+    "Netflix customer ids), e.g. --users=503,587.")
+_NEW_USER = flags.DEFINE_string(
+    "new_user", None, "recommend: a user who is not in the data, as comma-separated "
+    "movie_id:stars pairs (original movie ids), e.g. --new_user=1:5,50:4.5,172:2. Factor "
+    "models fold the user in (MF: ridge solve with item factors fixed; NCF/hybrid: a few "
+    "gradient steps); autoencoders encode the partial rating vector. The output says which.")
+_MOVIE = flags.DEFINE_string(
+    "movie", None, "similar: comma-separated ORIGINAL movie ids whose nearest movies to list.")
+_N = flags.DEFINE_integer("n", 10, "recommend, similar: list length (1 to 1000).")
+_MIN_RATINGS = flags.DEFINE_integer(
+    "min_ratings", 1, "recommend, similar: list only movies with at least this many training "
+    "ratings (rare movies have noisy embeddings; e.g. 10 on MovieLens).")
+_FORMAT = flags.DEFINE_enum(
+    "format", "table", ["table", "json"], "recommend, similar: a readable table or JSON on "
+    "stdout.")
+_CLUSTERS = flags.DEFINE_integer("clusters", 8, "analyze: k of the k-means user clusters.")
+_HOST = flags.DEFINE_string(
+    "host", "127.0.0.1", "serve: interface to listen on (127.0.0.1: this machine only; 0.0.0.0 "
+    "exposes the service to the network).")
+_PORT = flags.DEFINE_integer("port", 8000, "serve: TCP port to listen on.")
 _SWEEP = flags.DEFINE_string(
     "sweep", None, "train mode: a grid of config overrides, e.g. "
     "'optimizer.sparse_lr=0.02,0.05;model.embed_dim=32,64' (tuples as 128x64x32); each "
@@ -73,6 +107,8 @@ def expand_experiment_flag(argv: list[str]) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _MODE.value in USE_MODES:
+    return use_model(_MODE.value, _CONFIG.value)
   if _CONFIG.value is None:
     raise app.UsageError("pass --experiment=NAME (one of "
                          f"{', '.join(available_experiments())}) or --config=FILE")
@@ -105,6 +141,40 @@ def main(argv):
       with config.unlocked():
         config.eda = True
     pipeline.prepare(config, workdir, rebuild=_REBUILD.value)
+
+
+def use_model(mode: str, config) -> None:
+  """recommend / similar / analyze / serve from --restore_from's checkpoint; clean errors."""
+  if not _RESTORE_FROM.value:
+    raise app.UsageError(f"--mode={mode} needs --restore_from=WORKDIR_OF_A_TRAINING_RUN")
+  from netrec_jax import use  # after flag parsing: --help stays fast
+  from netrec_jax.data.errors import DataError
+  restore_from = _RESTORE_FROM.value
+  try:
+    if mode == "recommend":
+      if _USERS.value is None and _NEW_USER.value is None:
+        raise app.UsageError("--mode=recommend needs --users=ID,... and/or "
+                             "--new_user=MOVIE_ID:STARS,...")
+      result = use.recommend(config, restore_from, users=_USERS.value, new_user=_NEW_USER.value,
+                             n=_N.value, min_ratings=_MIN_RATINGS.value)
+      print(use.to_json(result) if _FORMAT.value == "json" else use.format_table(result))
+    elif mode == "similar":
+      if _MOVIE.value is None:
+        raise app.UsageError("--mode=similar needs --movie=MOVIE_ID[,MOVIE_ID...]")
+      result = use.similar(config, restore_from, movies=_MOVIE.value, n=_N.value,
+                           min_ratings=_MIN_RATINGS.value)
+      print(use.to_json(result) if _FORMAT.value == "json" else use.format_table(result))
+    elif mode == "analyze":
+      out = _WORKDIR.value or str(Path(restore_from) / "analysis")
+      written = use.analyze(config, restore_from, out, clusters=_CLUSTERS.value)
+      print(f"analysis of {restore_from} written to {out}:")
+      for path in written.values():
+        print(f"  {path}")
+    else:
+      from netrec_jax import serve
+      serve.serve(config, restore_from, host=_HOST.value, port=_PORT.value)
+  except (use.UseError, DataError) as e:
+    sys.exit(f"launch.py: {e}")
 
 
 def parse_flags(argv: list[str]) -> list[str]:

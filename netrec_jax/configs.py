@@ -70,12 +70,76 @@ def base_config() -> ml_collections.ConfigDict:
   # Each family below keeps its own fields in its own section (netrec_jax/train/families.py).
   # --- Graph models: gcmc | lightgcn as model.name (netrec_jax/train/graph.py).
   config.graph = ml_collections.ConfigDict()
+  config.graph.layers = 3  # lightgcn: propagation layers K (final = mean of layers 0..K)
+  config.graph.embed_dim = 64  # lightgcn: ego embedding width
+  config.graph.init_std = 0.1  # lightgcn: normal init of the ego embeddings
+  config.graph.l2 = 1e-4  # lightgcn: L2 on the batch's ego embeddings (per pair, as the paper)
+  config.graph.bpr_negatives = 1  # lightgcn: sampled unseen items per positive (seeded)
+  config.graph.valid_metric = "recall@20"  # lightgcn: best checkpoint by recall@K or ndcg@K
+  config.graph.gcmc_hidden = 500  # gcmc: graph-convolution units (split over levels if stack)
+  config.graph.gcmc_dense = 75  # gcmc: dense layer units (the decoder's embedding width)
+  config.graph.gcmc_accumulation = "stack"  # gcmc: stack (concat per level) | sum
+  config.graph.gcmc_ordinal_sharing = True  # gcmc: level r's weight = sum of blocks 1..r
+  config.graph.gcmc_dense_activation = "identity"  # gcmc: identity (paper code) | relu
+  # gcmc: symmetric 1/sqrt(deg_u deg_i) | left 1/deg of the receiving node (paper's ML-100K)
+  config.graph.gcmc_norm = "symmetric"
+  config.graph.num_basis = 2  # gcmc: basis matrices shared by the bilinear decoder's levels
+  config.graph.dropout = 0.7  # gcmc: node dropout on the convolution, dropout before dense
+  config.graph.ema_decay = 0.995  # gcmc: evaluate a moving average of params (0 = off)
+  config.graph.full_batch = True  # one step over all training edges per epoch (gcmc)
+  config.graph.batch_size = 2048  # pairs per step when not full_batch (lightgcn BPR batch)
+  config.graph.eval_every = 1  # epochs between validation, checkpoints and metrics lines
+  config.graph.edge_chunk = 0  # edges per scan chunk in propagation (0 = all; bounds memory)
   # --- Sequence model: bert4rec as model.name (netrec_jax/train/sequence.py).
   config.sequence = ml_collections.ConfigDict()
+  config.sequence.max_len = 200  # items per input sequence, [MASK] included (paper, ML-1M: 200)
+  config.sequence.mask_prob = 0.2  # cloze: share of a sequence's items masked (paper, ML-1M: 0.2)
+  config.sequence.last_mask_prob = 0.1  # share of training samples masking only the last item
+  config.sequence.hidden = 64  # transformer width = item embedding width (paper: 64)
+  config.sequence.layers = 2  # transformer blocks (paper: 2)
+  config.sequence.heads = 2  # attention heads (paper: 2)
+  config.sequence.dropout = 0.1  # dropout on embeddings, attention and blocks (paper: 0.1)
+  config.sequence.attention_dtype = "auto"  # float32 | bfloat16 | auto (bfloat16 on GPU/TPU)
+  config.sequence.batch_users = 64  # sequences per training step (rounded up to the data axis)
+  config.sequence.eval_batch_users = 256  # users scored per full-catalog scoring call
+  config.sequence.lr = 1e-3  # AdamW peak learning rate
+  config.sequence.weight_decay = 0.01  # AdamW decoupled weight decay (paper: L2 0.01)
+  config.sequence.clip_norm = 5.0  # global-norm gradient clipping (0 = off)
+  config.sequence.epochs = 100  # passes over all users (each pass draws fresh masks)
+  config.sequence.eval_every = 5  # epochs between validation NDCG@10 checks (and checkpoints)
   # --- YouTube-style candidate model: youtube_dnn as model.name (netrec_jax/train/youtube.py).
   config.youtube = ml_collections.ConfigDict()
+  config.youtube.embed_dim = 32  # width of the history (input) item embeddings
+  config.youtube.tower = (128, 64)  # ReLU layers after [history mean, side features]
+  config.youtube.out_dim = 32  # user vector / softmax item vector width (then a linear layer)
+  config.youtube.dropout = 0.1  # after each ReLU layer
+  # History mean weights: uniform | rating (stars) | centered (stars - the user's mean).
+  config.youtube.history_weighting = "uniform"
+  config.youtube.max_history = 128  # training: a random window of this many history items
+  config.youtube.eval_max_history = 1024  # serving: the user's most recent this many items
+  config.youtube.use_demographics = True  # age/gender/occupation where the store keeps them
+  config.youtube.use_activity = True  # train-split rating count and mean (target left out)
+  config.youtube.num_sampled = 256  # popularity-sampled negatives per step (shared by batch)
+  config.youtube.sampler_power = 1.0  # sampler q_i ~ training count_i ** power
+  config.youtube.log_q_correction = True  # subtract log(expected count) from sampled logits
+  config.youtube.remove_accidental_hits = False  # drop sampled negatives equal to the target
+  config.youtube.softmax_weight = 1.0  # weight of the sampled-softmax loss
+  config.youtube.rating_weight = 1.0  # weight of the rating head's MSE
+  config.youtube.batch_size = 1024  # (user, target item) examples per step
+  config.youtube.final_ranking = True  # final metrics also rank the full catalog (test)
   # --- Content-based filtering: content as model.name (netrec_jax/train/content.py).
   config.content = ml_collections.ConfigDict()
+  config.content.mode = "content"  # content: TF-IDF only | hybrid: + a CF model (warm items)
+  config.content.title_weight = 1.0  # weight of the title TF-IDF block
+  config.content.year_weight = 0.5  # weight of the year/decade block
+  config.content.genre_weight = 1.0  # weight of the genre block (MovieLens)
+  config.content.tag_weight = 1.0  # weight of the tag block (when the store has tags)
+  config.content.min_df = 1  # drop terms in fewer movies than this (TfidfVectorizer min_df)
+  config.content.profile_weighting = "centered"  # centered: stars - user mean | rating: stars
+  config.content.user_mean_shrinkage = 5.0  # user mean shrunk to the global mean by k ratings
+  config.content.cf_run = ""  # hybrid: workdir of a trained CF run to restore
+  config.content.cf_model = "mf"  # hybrid without cf_run: trained into WORKDIR/cf
+  config.content.hybrid_shrinkage = 5.0  # CF weight n_i / (n_i + this); 0 items -> content
 
   # --- Optimizers: row-sparse for embedding tables, optax for the rest.
   config.optimizer = ml_collections.ConfigDict()
@@ -127,6 +191,9 @@ def base_config() -> ml_collections.ConfigDict:
   # > 0 adds the sampled protocol: each relevant test item vs this many never-rated items
   # (99 on a leave-last-out split is NCF's loo_99neg).
   config.compare.sampled_negatives = 0
+  # How those negatives are drawn: uniform | popularity (proportional to training counts;
+  # 100 popularity negatives on a leave-last-out split is BERT4Rec's loo_pop100).
+  config.compare.negative_sampler = "uniform"
   # train mode: afterwards compare the trained model with compare.models' other entries on the
   # same split, into WORKDIR/comparison.
   config.compare.after_train = False

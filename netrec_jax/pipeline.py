@@ -162,12 +162,17 @@ def sweep(config: Any, workdir: str | os.PathLike, spec: str) -> list[dict[str, 
     logging.info("sweep run %s", name)
     result = train(run_config, workdir / name)
     rows.append({"run": name, **{f: v for (f, _), v in zip(axes, values)},
-                 **{f"valid_{k}": v for k, v in result["valid"].items() if k != "n"},
-                 **{f"test_{k}": v for k, v in result["test"].items() if k != "n"},
+                 **{f"valid_{k}": v for k, v in result["valid"].items() if _is_metric(k, v)},
+                 **{f"test_{k}": v for k, v in result["test"].items() if _is_metric(k, v)},
                  "best_epoch": result.get("best_epoch"), "protocol": result["protocol"]})
   _write_table(workdir / "sweep_summary", rows)
   print((workdir / "sweep_summary.md").read_text())
   return rows
+
+
+def _is_metric(key: str, value: Any) -> bool:
+  """Metric values for summary tables (not counts, flags or ranges)."""
+  return isinstance(value, float) and not isinstance(value, bool)
 
 
 def _write_table(stem: Path, rows: list[dict[str, Any]]) -> None:

@@ -133,6 +133,7 @@ def compare(config: Any, workdir: str | os.PathLike,
     tracemalloc.stop()
     result = evaluator.evaluate(model, data, ks=ks, user_batch=config.compare.user_batch,
                                 sampled_negatives=config.compare.sampled_negatives,
+                                sampler=config.compare.negative_sampler,
                                 keep_predictions=True)
     result.update(fit_seconds=fit_seconds, peak_traced_mb=peak / 2**20)
     results.append(result)

@@ -89,11 +89,12 @@ def ranking_protocol(split: Split) -> str:
 
 def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10, 20),
              ranking: bool = True, user_batch: int = 256, sampled_negatives: int = 0,
-             keep_predictions: bool = False) -> dict[str, Any]:
+             sampler: str = "uniform", keep_predictions: bool = False) -> dict[str, Any]:
   """Rating and ranking metrics of `model` on data's split, labelled with the protocol.
 
   sampled_negatives > 0 adds the sampled protocol (NCF's loo_99neg with 99): each relevant
-  test item ranked against that many items the user never rated, drawn with a fixed seed.
+  test item ranked against that many items the user never rated, drawn with a fixed seed;
+  sampler="popularity" draws them by training popularity (BERT4Rec's loo_pop100 with 100).
   keep_predictions adds the clipped test predictions under "_predictions" (for plots).
   """
   store = data.store
@@ -134,19 +135,49 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
     result["ranking"]["protocol"] = ranking_protocol(data.split)
     result["ranking_seconds"] = time.time() - t0
   if sampled_negatives > 0:
-    result["sampled"] = sampled_ranking(model, data, sampled_negatives, ks, user_batch)
+    result["sampled"] = sampled_ranking(model, data, sampled_negatives, ks, user_batch,
+                                        sampler=sampler)
   return result
 
 
+SAMPLERS = ("uniform", "popularity")
+
+
+def sample_negatives(rng: np.random.Generator, candidates: np.ndarray, n: int,
+                     popularity: np.ndarray | None = None) -> np.ndarray:
+  """n distinct items of `candidates`: uniformly, or with probability proportional to
+  `popularity` (training counts; items never rated in training are never drawn)."""
+  weight = None
+  if popularity is not None:
+    weight = popularity[candidates].astype(np.float64)
+    candidates, weight = candidates[weight > 0], weight[weight > 0]
+  if len(candidates) < n:
+    raise ValueError(f"a test user has only {len(candidates)} items to draw {n} sampled "
+                     "negatives from: the catalog is too small for this sampled protocol")
+  return rng.choice(candidates, n, replace=False,
+                    p=None if weight is None else weight / weight.sum())
+
+
 def sampled_ranking(model: Recommender, data: EvalData, n_negatives: int,
-                    ks: tuple[int, ...], user_batch: int = 256, seed: int = 0) -> dict[str, Any]:
+                    ks: tuple[int, ...], user_batch: int = 256, seed: int = 0,
+                    sampler: str = "uniform") -> dict[str, Any]:
   """Each relevant test item vs n_negatives sampled never-rated items (ties count against it).
 
-  On a leave-last-out split with 99 negatives this is protocol loo_99neg. Sampled metrics are
-  far higher than full-ranking ones; report both (RecBole issue #1785).
+  sampler: uniform over never-rated items, or popularity (proportional to training counts).
+  On a leave-last-out split, 99 uniform negatives is protocol loo_99neg and 100 popularity
+  negatives loo_pop100 (BERT4Rec). Never-rated excludes the user's train, validation and test
+  items. Sampled metrics are far higher than full-ranking ones; report both (RecBole #1785).
   """
+  if sampler not in SAMPLERS:
+    raise ValueError(f"negative sampler must be one of {SAMPLERS}, got {sampler!r}")
+  popularity = data.item_popularity if sampler == "popularity" else None
   rng = np.random.default_rng(seed)
-  rated = (data.train_matrix + data.relevant).tocsr()
+  store = data.store
+  valid_rows = data.split.rows("valid")
+  rated_rows = np.concatenate([data.train_rows, valid_rows, data.test_rows])
+  rated = sp.csr_matrix((np.ones(len(rated_rows)), (np.take(store.user, rated_rows),
+                                                    np.take(store.item, rated_rows))),
+                        shape=data.train_matrix.shape)
   test_users = np.flatnonzero(np.diff(data.relevant.indptr) > 0)
   pos_all, neg_all = [], []
   for lo in range(0, len(test_users), user_batch):
@@ -155,11 +186,17 @@ def sampled_ranking(model: Recommender, data: EvalData, n_negatives: int,
     for row, user in enumerate(batch):
       seen = rated.indices[rated.indptr[user]:rated.indptr[user + 1]]
       candidates = np.setdiff1d(np.arange(scores.shape[1]), seen, assume_unique=True)
-      negatives = rng.choice(candidates, min(n_negatives, len(candidates)), replace=False)
+      negatives = sample_negatives(rng, candidates, n_negatives, popularity)
       for item in data.relevant.indices[data.relevant.indptr[user]:data.relevant.indptr[user + 1]]:
         pos_all.append(scores[row, item])
         neg_all.append(scores[row, negatives])
   result = metrics_lib.sampled_rank_metrics(np.array(pos_all), np.stack(neg_all), ks)
-  result["protocol"] = ("loo_99neg" if data.split.protocol == "loo" and n_negatives == 99
-                        else f"{data.split.protocol}_{n_negatives}neg")
+  loo = data.split.protocol == "loo"
+  if sampler == "popularity":
+    result["protocol"] = ("loo_pop100" if loo and n_negatives == 100
+                          else f"{data.split.protocol}_pop{n_negatives}")
+  else:
+    result["protocol"] = ("loo_99neg" if loo and n_negatives == 99
+                          else f"{data.split.protocol}_{n_negatives}neg")
+  result["sampler"] = sampler
   return result

@@ -16,8 +16,10 @@ import orbax.checkpoint as ocp
 
 from netrec_jax.train.state import TrainState
 
-# Config sections that change the shapes or meaning of the saved state.
-COMPATIBILITY_KEYS = ("task", "model", "optimizer.sparse")
+# Config sections that change the shapes or meaning of the saved state (each family's own
+# section too: graph, sequence, youtube, content).
+COMPATIBILITY_KEYS = ("task", "model", "optimizer.sparse", "graph", "sequence", "youtube",
+                      "content")
 
 
 class CheckpointError(ValueError):
@@ -79,9 +81,12 @@ def _get(tree: dict[str, Any], dotted: str) -> Any:
 
 
 def _diff(a: Any, b: Any, prefix: str) -> list[str]:
+  """Differences checkpoint (a) vs config (b). A field the checkpoint's config does not have
+  was added to netrec_jax after it was saved; it cannot have shaped that state, so it is not
+  a difference (old checkpoints stay usable as the config grows)."""
   if isinstance(a, dict) and isinstance(b, dict):
     out = []
-    for k in sorted(set(a) | set(b)):
+    for k in sorted(a):
       out += _diff(a.get(k), b.get(k), f"{prefix}.{k}")
     return out
   if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):

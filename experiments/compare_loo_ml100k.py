@@ -1,0 +1,35 @@
+"""BERT4Rec beside implicit ALS, NCF's implicit mode and LightGCN on MovieLens 100K,
+leave-last-out (split loo_valid1, protocol loo), one evaluator, one table.
+
+  python launch.py --experiment=compare_loo_ml100k --mode=compare \\
+      --workdir=runs/compare_loo_ml100k
+
+Each user's last rating by date is the test item (every one relevant), the one before it
+validation; nobody sees either in training. Two protocols, reported side by side and never
+to be mixed: loo_full (the test item ranked over the full catalog minus the user's training
+items: HR@10, NDCG@10, Recall@20) and loo_pop100 (the test item against 100 negatives drawn
+by training popularity from items the user never rated, as the BERT4Rec paper; column
+sampled_hr@10 / sampled_ndcg@10). JAX models train into WORKDIR/models/NAME; neumf@implicit is
+NeuMF trained with BCE on 4 sampled negatives per positive (task=implicit).
+Each model's own settings come from its experiment (bert4rec_ml100k, lightgcn_ml100k).
+"""
+
+from experiments import bert4rec_ml100k, lightgcn_ml100k
+
+
+def get_config():
+  config = bert4rec_ml100k.get_config()
+  config.name = "compare_loo_ml100k"
+  config.graph = lightgcn_ml100k.get_config().graph  # LightGCN's own section
+  config.compare.models = "bert4rec,implicit_als,neumf@implicit,lightgcn"
+  config.compare.relevance_threshold = 0.0  # every held-out rating is relevant
+  config.compare.ks = (5, 10, 20)
+  config.compare.sampled_negatives = 100
+  config.compare.negative_sampler = "popularity"  # with 100 on loo: protocol loo_pop100
+  # Settings the families share (task, optimizer, train) differ per model.
+  config.compare.model_overrides = (
+      "neumf@implicit:task=implicit,model.gmf_dim=32,train.batch_size=1024,train.epochs=20,"
+      "optimizer.lr=0.001;"
+      "lightgcn:task=implicit,optimizer.lr=0.005,train.epochs=150,"
+      "train.early_stopping_patience=6")
+  return config

@@ -1,0 +1,463 @@
+"""Content-based filtering: TF-IDF over movie metadata, cosine to a user's taste profile.
+
+Each movie becomes a TF-IDF vector (scikit-learn's TfidfVectorizer) over its metadata, one
+block per field, each block L2-normalised, weighted (content.*_weight), then the whole row
+normalised again:
+  title   words of the title without the "(1995)" suffix, English stop words dropped
+  year    "year_1995" and "decade_1990s" (Netflix and MovieLens both have years)
+  genres  one token per genre (MovieLens; the Netflix files have none)
+  tags    one token per tag, when the store's items table has a `tags` column
+A user's profile is the weighted mean of the vectors of the movies they rated in training,
+weights = stars minus the user's mean ("centered": disliked movies pull away) or the stars
+themselves ("rating"); scores are cosines between profile and movie. No rating of a movie is
+needed to score it, which is the point: movies with no training ratings still get scores.
+
+Ratings: predict() = m_u + a + b * cos(u, i), with m_u the user's mean shrunk toward the global
+mean and (a, b) fitted by least squares on the training ratings with leave-one-out cosines
+(each rating's own movie removed from the profile) and leave-one-out means, so the calibration
+never sees the rating it predicts. score_items() returns the same calibrated stars.
+
+Hybrid (content.mode = "hybrid"): a CF model (content.cf_run, a trained run's workdir, or
+content.cf_model trained on the fly into WORKDIR/cf) and the content model mixed per movie,
+CF weight n_i / (n_i + content.hybrid_shrinkage) with n_i the movie's training ratings: a
+movie nobody rated in training gets pure content, a popular one (almost) pure CF.
+
+Nothing is learned by gradient descent, so there are no orbax checkpoints: WORKDIR/
+content_model.json keeps the config, store fingerprint, vocabulary sizes and calibration, and
+load_recommender rebuilds the (deterministic) TF-IDF matrix from the store.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from netrec_jax.data import datasets
+from netrec_jax.data.store import RatingStore, atomic_write_text
+from netrec_jax.eval import metrics as metrics_lib
+
+MODEL_FILE = "content_model.json"
+MODES = ("content", "hybrid")
+PROFILE_WEIGHTINGS = ("centered", "rating")
+_YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
+
+
+# ---------------------------------------------------------------------------- documents
+def _token(text: str) -> str:
+  return re.sub(r"[^0-9a-z]+", "_", str(text).lower()).strip("_")
+
+
+def item_fields(store: RatingStore) -> dict[str, list]:
+  """Per-field documents of every movie (index order): title strings, token lists."""
+  table = store.items_table()
+  columns = set(table.column_names)
+  n = store.n_items
+  titles = (table.column("title").to_pylist() if "title" in columns else [None] * n)
+  years = (table.column("year").to_pylist() if "year" in columns else [None] * n)
+  genres = (table.column("genres").to_pylist() if "genres" in columns else [None] * n)
+  tags = (table.column("tags").to_pylist() if "tags" in columns else [None] * n)
+  out = {"title": [_YEAR_SUFFIX.sub("", t or "") for t in titles],
+         "year": [[f"year_{y}", f"decade_{y // 10 * 10}s"] if y else [] for y in years],
+         "genres": [[_token(g) for g in (gs or []) if g and _token(g) != "unknown"]
+                    for gs in genres],
+         "tags": [[_token(t) for t in (ts.split("|") if isinstance(ts, str) else (ts or []))
+                   if t] for ts in tags]}
+  return out
+
+
+def tfidf_matrix(store: RatingStore, cfg) -> tuple[sp.csr_matrix, dict[str, int]]:
+  """[n_items, V] row-normalised TF-IDF of the movies' metadata and each block's vocabulary.
+
+  A field with no vocabulary (no genres in Netflix, no tags in ML-100K) is left out.
+  """
+  from sklearn.feature_extraction.text import TfidfVectorizer
+  from sklearn.preprocessing import normalize
+  fields = item_fields(store)
+  weights = {"title": cfg.title_weight, "year": cfg.year_weight, "genres": cfg.genre_weight,
+             "tags": cfg.tag_weight}
+  blocks, vocab = [], {}
+  for field, docs in fields.items():
+    if weights[field] <= 0:
+      continue
+    if field == "title":
+      vectorizer = TfidfVectorizer(stop_words="english", min_df=cfg.min_df, sublinear_tf=True)
+    else:  # already tokenised: each list element is one term
+      vectorizer = TfidfVectorizer(analyzer=lambda doc: doc, min_df=cfg.min_df)
+    try:
+      block = vectorizer.fit_transform(docs)
+    except ValueError:  # empty vocabulary: the store has nothing in this field
+      continue
+    blocks.append(block * float(weights[field]))
+    vocab[field] = len(vectorizer.vocabulary_)
+  if not blocks:
+    raise ValueError(f"store {store.name} has no movie metadata to build TF-IDF vectors from "
+                     "(no titles, years, genres or tags)")
+  return normalize(sp.hstack(blocks).tocsr().astype(np.float64)), vocab
+
+
+# ------------------------------------------------------------------------------ profiles
+def rating_matrix(store: RatingStore, rows: np.ndarray) -> sp.csr_matrix:
+  """users x items training stars (CSR)."""
+  return sp.csr_matrix((store.stars(rows).astype(np.float64),
+                        (np.take(store.user, rows), np.take(store.item, rows))),
+                       shape=(store.n_users, store.n_items))
+
+
+def profile_weights(ratings: sp.csr_matrix, weighting: str) -> sp.csr_matrix:
+  """users x items profile weights: stars, or stars minus the user's mean.
+
+  A user whose centred weights are all zero (every rating the same) gets uniform weights.
+  """
+  if weighting not in PROFILE_WEIGHTINGS:
+    raise ValueError(f"content.profile_weighting must be one of {PROFILE_WEIGHTINGS}, got "
+                     f"{weighting!r}")
+  weights = ratings.copy().astype(np.float64)
+  if weighting == "rating":
+    return weights
+  counts = np.diff(weights.indptr)
+  means = np.asarray(weights.sum(1)).ravel() / np.maximum(counts, 1)
+  weights.data = weights.data - np.repeat(means, counts)
+  owner = np.repeat(np.arange(weights.shape[0]), counts)
+  spread = np.bincount(owner, weights=np.abs(weights.data), minlength=weights.shape[0])
+  flat = (counts > 0) & (spread < 1e-9)
+  weights.data[flat[owner]] = 1.0
+  weights.eliminate_zeros()
+  return weights
+
+
+def cosine(profiles: sp.csr_matrix, vectors: sp.csr_matrix) -> np.ndarray:
+  """Dense [P, n_items] cosines of profile rows with (row-normalised) item vectors."""
+  norms = np.sqrt(np.asarray(profiles.multiply(profiles).sum(1)).ravel())
+  dots = (profiles @ vectors.T).toarray()
+  return dots / np.where(norms > 0, norms, 1.0)[:, None]
+
+
+def pair_dots(rows: sp.csr_matrix, vectors: sp.csr_matrix, users: np.ndarray,
+              items: np.ndarray, chunk: int = 512) -> np.ndarray:
+  """rows[users[k]] . vectors[items[k]] for each pair, a chunk of users at a time.
+
+  Gathering one sparse profile row per pair would copy a whole profile per rating (hundreds
+  of MB on ML-100K); a dense [chunk, n_items] block per user chunk stays bounded.
+  """
+  out = np.zeros(len(users), np.float64)
+  order = np.argsort(users, kind="stable")
+  unique, starts = np.unique(users[order], return_index=True)
+  ends = np.append(starts[1:], len(order))
+  for lo in range(0, len(unique), chunk):
+    block = (rows[unique[lo:lo + chunk]] @ vectors.T).toarray()
+    for k in range(lo, min(lo + chunk, len(unique))):
+      pairs = order[starts[k]:ends[k]]
+      out[pairs] = block[k - lo, items[pairs]]
+  return out
+
+
+def pair_cosine(profiles: sp.csr_matrix, vectors: sp.csr_matrix, users: np.ndarray,
+                items: np.ndarray) -> np.ndarray:
+  """cos(profile_u, vector_i) for each (users[k], items[k]) pair."""
+  dots = pair_dots(profiles, vectors, users, items)
+  norms = np.sqrt(np.asarray(profiles.multiply(profiles).sum(1)).ravel())[users]
+  return dots / np.where(norms > 0, norms, 1.0)
+
+
+def leave_one_out_cosine(sums: sp.csr_matrix, vectors: sp.csr_matrix, weights: np.ndarray,
+                         users: np.ndarray, items: np.ndarray) -> np.ndarray:
+  """cos(S_u - w x_i, x_i) per training pair: the profile without the movie it scores.
+
+  S_u = sum_j w_j x_j; with |x_i| = 1, |S_u - w x_i|^2 = |S_u|^2 - 2 w S_u.x_i + w^2.
+  """
+  dot = pair_dots(sums, vectors, users, items)
+  item_sq = np.asarray(vectors.multiply(vectors).sum(1)).ravel()[items]
+  sum_sq = np.asarray(sums.multiply(sums).sum(1)).ravel()[users]
+  rest_sq = np.maximum(sum_sq - 2 * weights * dot + weights ** 2 * item_sq, 0.0)
+  num = dot - weights * item_sq
+  denom = np.sqrt(rest_sq) * np.sqrt(item_sq)
+  return np.where(denom > 1e-12, num / np.where(denom > 1e-12, denom, 1.0), 0.0)
+
+
+# ---------------------------------------------------------------------------- recommender
+class ContentRecommender:
+  """TF-IDF content model behind the evaluator interface (netrec_jax/eval/evaluator.py)."""
+
+  rating_note = ""
+  cold_rule = ("movies with no training ratings are scored from their metadata; users with "
+               "no training ratings get the global mean (empty profile)")
+  fold_in_method = ("natural fold-in: the new user's profile is the centred-rating-weighted "
+                    "mean of the given movies' TF-IDF vectors; scores are calibrated cosines")
+
+  def __init__(self, store: RatingStore, split, config, calibration: dict[str, float] | None
+               = None, name: str = "content"):
+    cfg = config.content
+    self.store, self.split, self.config, self.name = store, split, config, name
+    self.vectors, self.vocab = tfidf_matrix(store, cfg)
+    train = split.rows("train")
+    self.ratings = rating_matrix(store, train)
+    self.weights = profile_weights(self.ratings, cfg.profile_weighting)
+    self.profiles = (self.weights @ self.vectors).tocsr()  # unnormalised; cosine normalises
+    counts = np.diff(self.ratings.indptr)
+    sums = np.asarray(self.ratings.sum(1)).ravel()
+    self.global_mean = float(sums.sum() / max(counts.sum(), 1))
+    k = float(cfg.user_mean_shrinkage)
+    self.user_mean = (sums + k * self.global_mean) / np.maximum(counts + k, 1e-9)
+    self.item_counts = np.diff(self.ratings.tocsc().indptr)
+    self.calibration = calibration or self.fit_calibration()
+
+  def fit_calibration(self) -> dict[str, float]:
+    """(a, b) of stars - m_u = a + b cos on training ratings, all leave-one-out."""
+    ratings, weights = self.ratings.tocoo(), self.weights
+    users, items, stars = ratings.row, ratings.col, ratings.data
+    w = np.asarray(weights[users, items]).ravel()
+    sim = leave_one_out_cosine(weights @ self.vectors, self.vectors, w, users, items)
+    counts = np.diff(self.ratings.indptr)[users]
+    sums = np.asarray(self.ratings.sum(1)).ravel()[users]
+    k = float(self.config.content.user_mean_shrinkage)
+    loo_mean = (sums - stars + k * self.global_mean) / np.maximum(counts - 1 + k, 1e-9)
+    design = np.stack([np.ones_like(sim), sim], 1)
+    (a, b), *_ = np.linalg.lstsq(design, stars - loo_mean, rcond=None)
+    return {"intercept": float(a), "slope": float(b), "n_fit": int(len(stars))}
+
+  def _stars(self, mean: np.ndarray, sim: np.ndarray) -> np.ndarray:
+    return mean + self.calibration["intercept"] + self.calibration["slope"] * sim
+
+  def similarity(self, users: np.ndarray) -> np.ndarray:
+    """[len(users), n_items] cosines of the users' profiles with every movie."""
+    return cosine(self.profiles[np.asarray(users)], self.vectors)
+
+  def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    users, items = np.asarray(users), np.asarray(items)
+    sim = pair_cosine(self.profiles, self.vectors, users, items)
+    return self._stars(self.user_mean[users], sim)
+
+  def score_items(self, users: np.ndarray) -> np.ndarray:
+    users = np.asarray(users)
+    return self._stars(self.user_mean[users][:, None], self.similarity(users))
+
+  def item_vectors(self) -> np.ndarray:
+    """[n_items, V] TF-IDF rows (unit length; 0 for a movie without metadata)."""
+    return self.vectors.toarray().astype(np.float32)
+
+  def user_vectors(self) -> np.ndarray:
+    """[n_users, V] taste profiles, unit length (0 for a user without training ratings)."""
+    from sklearn.preprocessing import normalize
+    return normalize(self.profiles).toarray().astype(np.float32)
+
+  def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    """[n_items] calibrated scores for a new user who rated `items` (dense ids) `stars`."""
+    items = np.asarray(items, np.int64).reshape(-1)
+    stars = np.asarray(stars, np.float64).reshape(-1)
+    if len(items) == 0:
+      raise ValueError("fold_in needs at least one (movie, stars) pair")
+    if len(items) != len(stars):
+      raise ValueError(f"fold_in got {len(items)} movies but {len(stars)} ratings")
+    if items.min() < 0 or items.max() >= self.store.n_items:
+      raise ValueError(f"fold_in: dense movie indices must be in [0, {self.store.n_items})")
+    row = sp.csr_matrix((stars, (np.zeros(len(items), int), items)),
+                        shape=(1, self.store.n_items))
+    profile = profile_weights(row, self.config.content.profile_weighting) @ self.vectors
+    k = float(self.config.content.user_mean_shrinkage)
+    mean = (stars.sum() + k * self.global_mean) / (len(stars) + k)
+    return self._stars(np.array([mean])[:, None], cosine(sp.csr_matrix(profile),
+                                                         self.vectors))[0]
+
+
+class HybridRecommender:
+  """Content for movies with few or no training ratings, a CF model for the others."""
+
+  def __init__(self, content: ContentRecommender, cf, shrinkage: float, cf_run: str,
+               name: str = "content_hybrid"):
+    if cf.predict(np.zeros(1, np.int64), np.zeros(1, np.int64)) is None:
+      raise ValueError(f"hybrid: the CF model {cf.name} does not predict ratings (implicit); "
+                       "use an explicit-feedback run (e.g. mf)")
+    self.content, self.cf, self.name, self.cf_run = content, cf, name, cf_run
+    self.store, self.split = content.store, content.split
+    self.rating_note = ""
+    n = content.item_counts.astype(np.float64)
+    # CF weight per movie: 0 without training ratings, -> 1 as ratings accumulate.
+    self.cf_weight = np.where(n > 0, n / np.maximum(n + shrinkage, 1e-12), 0.0)
+    self.cold_rule = (f"per movie: CF weight n_i / (n_i + {shrinkage:g}) with n_i its "
+                      "training ratings, content for the rest (pure content for unrated movies)")
+    self.fold_in_method = content.fold_in_method + "; CF model's fold-in for the CF part"
+
+  def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    alpha = self.cf_weight[np.asarray(items)]
+    return (alpha * np.asarray(self.cf.predict(users, items), np.float64)
+            + (1 - alpha) * self.content.predict(users, items))
+
+  def score_items(self, users: np.ndarray) -> np.ndarray:
+    alpha = self.cf_weight[None]
+    return (alpha * np.asarray(self.cf.score_items(users), np.float64)
+            + (1 - alpha) * self.content.score_items(users))
+
+  def item_vectors(self) -> np.ndarray:
+    return self.content.item_vectors()
+
+  def user_vectors(self) -> np.ndarray:
+    return self.content.user_vectors()
+
+  def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    content = self.content.fold_in(items, stars)
+    if not hasattr(self.cf, "fold_in"):
+      return content
+    return self.cf_weight * np.asarray(self.cf.fold_in(items, stars)) + (
+        1 - self.cf_weight) * content
+
+
+# ---------------------------------------------------------------------------------- setup
+def _check_config(config) -> None:
+  cfg = config.content
+  if config.model.name != "content":
+    raise ValueError(f"netrec_jax.train.content builds model content, not {config.model.name!r}")
+  if cfg.mode not in MODES:
+    raise ValueError(f"content.mode must be one of {MODES}, got {cfg.mode!r}")
+  if cfg.profile_weighting not in PROFILE_WEIGHTINGS:
+    raise ValueError(f"content.profile_weighting must be one of {PROFILE_WEIGHTINGS}, got "
+                     f"{cfg.profile_weighting!r}")
+  if cfg.hybrid_shrinkage < 0 or cfg.user_mean_shrinkage < 0:
+    raise ValueError("content.hybrid_shrinkage and content.user_mean_shrinkage must be >= 0")
+  if min(cfg.title_weight, cfg.year_weight, cfg.genre_weight, cfg.tag_weight) < 0:
+    raise ValueError("content.*_weight must be >= 0")
+
+
+def _cf_recommender(config, workdir: Path, cf_run: str | None):
+  """The hybrid's CF model: restored from cf_run, else trained into WORKDIR/cf once."""
+  from netrec_jax.train import checkpoint as ckpt_lib, families
+  if cf_run:
+    run = Path(cf_run)
+    checkpoints = ckpt_lib.Checkpoints(run)
+    meta = checkpoints.read_meta("best") or checkpoints.read_meta("latest")
+    checkpoints.close()
+    if meta is None:
+      raise ValueError(f"content.cf_run={cf_run}: no checkpoints there")
+    model_name = meta["config"]["model"]["name"]
+    recommender = families.family(model_name).load_recommender(run)
+  else:
+    run = workdir / "cf"
+    cf_config = copy.deepcopy(config)
+    with cf_config.unlocked():
+      cf_config.model.name = config.content.cf_model
+      cf_config.name = f"{config.name}_cf"
+    if cf_config.model.name == "content":
+      raise ValueError("content.cf_model must be a CF model (e.g. mf), not content")
+    trainer = families.family(cf_config.model.name)
+    if not (run / "final_metrics.json").is_file():
+      trainer.train_and_evaluate(cf_config, run)
+    recommender = trainer.load_recommender(run, cf_config)
+  return recommender, str(run.resolve())
+
+
+def build(config, workdir: str | os.PathLike, saved: dict[str, Any] | None = None):
+  """The content (or hybrid) recommender of config; `saved` = content_model.json to reuse."""
+  _check_config(config)
+  store = datasets.open_or_build(config.data)
+  split = datasets.make_split(store, config.split)
+  if split is None:
+    raise ValueError("content needs a split (split.kind must not be 'none')")
+  if len(split.rows("train")) == 0:
+    raise ValueError(f"split {split.name} has no training ratings")
+  content = ContentRecommender(store, split, config,
+                               calibration=saved["calibration"] if saved else None)
+  if saved and saved["vocabulary"] != content.vocab:
+    raise ValueError(f"{workdir}: saved vocabulary sizes {saved['vocabulary']} differ from "
+                     f"the rebuilt {content.vocab} (different metadata or settings)")
+  if config.content.mode == "content":
+    return content
+  cf_run = saved["cf_run"] if saved else (config.content.cf_run or None)
+  cf, cf_run = _cf_recommender(config, Path(workdir), cf_run)
+  if cf.store.fingerprint != store.fingerprint or cf.split.name != split.name:
+    raise ValueError(f"hybrid: CF run {cf_run} was trained on {cf.store.name}/{cf.split.name}, "
+                     f"not {store.name}/{split.name}")
+  return HybridRecommender(content, cf, config.content.hybrid_shrinkage, cf_run)
+
+
+def _content_of(recommender) -> ContentRecommender:
+  return recommender.content if isinstance(recommender, HybridRecommender) else recommender
+
+
+def evaluate_splits(recommender, which: str = "fitted") -> dict[str, Any]:
+  """Rating metrics on valid and test plus the full-catalog test ranking, with the protocol."""
+  from netrec_jax.eval import evaluator
+  store, split = recommender.store, recommender.split
+  content = _content_of(recommender)
+  result = {"protocol": split.protocol, "split": split.name, "store": store.name,
+            "store_fingerprint": store.fingerprint, "model": recommender.name,
+            "task": "explicit", "checkpoint": which, "checkpoint_step": 0,
+            "checkpoint_epoch": 0,
+            "predictions": f"calibrated stars, clipped to the rating range "
+                           f"{list(store.rating_range)}",
+            "cold_rule": recommender.cold_rule, "vocabulary": content.vocab,
+            "calibration": content.calibration}
+  for part in ("valid", "test"):
+    rows = split.rows(part)
+    if len(rows) == 0:
+      result[part] = {"n": 0}
+      continue
+    pred = recommender.predict(np.take(store.user, rows), np.take(store.item, rows))
+    result[part] = metrics_lib.rating_metrics(pred, store.stars(rows).astype(np.float64),
+                                              store.rating_range)
+  if len(split.rows("test")):
+    data = evaluator.prepare(store, split)
+    result["test_ranking"] = evaluator.evaluate(recommender, data, ranking=True)["ranking"]
+  return result
+
+
+# ------------------------------------------------------------------------ family functions
+def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
+  """Builds the TF-IDF model (and the hybrid's CF model), saves it, evaluates it."""
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  t0 = time.time()
+  recommender = build(config, workdir)
+  content = _content_of(recommender)
+  saved = {"config": config.to_dict(), "store_fingerprint": recommender.store.fingerprint,
+           "split": recommender.split.name, "protocol": recommender.split.protocol,
+           "vocabulary": content.vocab, "calibration": content.calibration,
+           "cf_run": getattr(recommender, "cf_run", None)}
+  atomic_write_text(workdir / MODEL_FILE, json.dumps(saved, indent=2) + "\n")
+  final = evaluate_splits(recommender)
+  final["train_seconds"] = time.time() - t0
+  atomic_write_text(workdir / "final_metrics.json", json.dumps(final, indent=2) + "\n")
+  return final
+
+
+def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best"):
+  """The saved content (or hybrid) model of a run; `which` is accepted for the interface.
+
+  With `config`, the run must match it (same store fingerprint, same content settings); its
+  data section says where the store is now.
+  """
+  import ml_collections
+  path = Path(workdir) / MODEL_FILE
+  if not path.is_file():
+    raise FileNotFoundError(f"{workdir}: no {MODEL_FILE} (not a content run, or unfinished)")
+  saved = json.loads(path.read_text())
+  run_config = ml_collections.ConfigDict(saved["config"])
+  if config is not None:
+    if config.to_dict().get("content") != saved["config"].get("content"):
+      raise ValueError(f"{path}: content settings differ from the config: saved "
+                       f"{saved['config'].get('content')}, config {config.to_dict()['content']}")
+    with run_config.unlocked():
+      run_config.data = config.data
+  recommender = build(run_config, workdir, saved)
+  if recommender.store.fingerprint != saved["store_fingerprint"]:
+    raise ValueError(f"{path}: built on store {saved['store_fingerprint']}, but the config now "
+                     f"builds {recommender.store.fingerprint}")
+  del which
+  return recommender
+
+
+def evaluate_checkpoint(config, restore_from: str | os.PathLike, workdir: str | os.PathLike,
+                        which: str = "best") -> dict[str, Any]:
+  """Restores a content run and evaluates it on config's split into WORKDIR."""
+  recommender = load_recommender(restore_from, config, which)
+  result = evaluate_splits(recommender, which="saved")
+  result["restored_from"] = str(restore_from)
+  Path(workdir).mkdir(parents=True, exist_ok=True)
+  atomic_write_text(Path(workdir) / "final_metrics.json", json.dumps(result, indent=2) + "\n")
+  return result

@@ -1,0 +1,624 @@
+"""Training the YouTube-style candidate model (netrec_jax/models/youtube.py) on the store.
+
+An example is one training rating (user, target movie, stars). Its input is the user's other
+training movies (a random window of at most youtube.max_history of them, the target always
+left out, so neither the target nor its rating leaks into the history it is predicted from)
+and side features: demographics where the store's users table keeps them (ML-100K and ML-1M:
+age, gender, occupation) and the user's train-split activity (log count and mean stars, also
+without the target). Batches of examples are sharded over the mesh's `data` axis; parameters
+are replicated. The loss is the sampled softmax over the catalog (popularity-sampled
+negatives, shared by the batch, with the log-Q correction) plus the rating head's MSE.
+
+Serving uses the user's most recent youtube.eval_max_history training movies: ranking is a dot
+product of the user vector with every item's softmax vector; ratings come from the rating head.
+
+Checkpoints: WORKDIR/checkpoints/{latest,best} (orbax) hold params, optimizer state and epoch
+with the config and store fingerprint; training resumes from `latest`, final metrics come from
+`best` (by validation RMSE), and `load_recommender` restores it behind the evaluator interface.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from netrec_jax.data import datasets
+from netrec_jax.data.store import RatingStore, atomic_write_text
+from netrec_jax.eval import metrics as metrics_lib
+from netrec_jax.models.youtube import YouTubeDNN, full_softmax_loss, sampled_softmax_loss
+from netrec_jax.progress import Progress, quiet_library_logs
+from netrec_jax.train import checkpoint as ckpt_lib
+from netrec_jax.train import input_pipeline, state as state_lib
+
+# Config fields that change the saved parameters' shapes or meaning (checked on restore).
+ARCHITECTURE_KEYS = ("embed_dim", "tower", "out_dim", "history_weighting", "use_demographics",
+                     "use_activity")
+DEMOGRAPHICS = ("age", "gender", "occupation")
+HISTORY_WEIGHTINGS = ("uniform", "rating", "centered")
+
+
+# ---------------------------------------------------------------------------- histories
+@dataclasses.dataclass
+class Histories:
+  """Each user's training movies in date order (a CSR over the split's training rows)."""
+
+  indptr: np.ndarray  # [n_users + 1]
+  items: np.ndarray  # int32 [n_train]
+  stars: np.ndarray  # float32 [n_train]
+  counts: np.ndarray  # [n_users]
+  sums: np.ndarray  # [n_users] sum of stars
+
+  @classmethod
+  def from_rows(cls, store: RatingStore, train_rows: np.ndarray) -> "Histories":
+    # Store rows are sorted by user, then date: ascending rows are already grouped.
+    users = np.take(store.user, train_rows)
+    counts = np.bincount(users, minlength=store.n_users)
+    stars = store.stars(train_rows)
+    return cls(indptr=np.concatenate([[0], np.cumsum(counts)]),
+               items=np.take(store.item, train_rows).astype(np.int32), stars=stars,
+               counts=counts, sums=np.bincount(users, weights=stars, minlength=store.n_users))
+
+
+@dataclasses.dataclass
+class SideFeatures:
+  """Per-user static features and the standardisation of the activity features."""
+
+  static: np.ndarray  # [n_users, F_static] float32 (demographics; may be 0 wide)
+  names: list[str]
+  activity: bool
+  log_count_stats: tuple[float, float]  # mean, std over training users
+  mean_stars_stats: tuple[float, float]
+  global_mean: float
+
+  @property
+  def width(self) -> int:
+    return self.static.shape[1] + (2 if self.activity else 0)
+
+  def rows(self, users: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """[len(users), width] features for users whose (history) count and star sum are given."""
+    parts = [self.static[users]]
+    if self.activity:
+      mean = np.where(counts > 0, sums / np.maximum(counts, 1), self.global_mean)
+      parts.append(np.stack([(np.log1p(counts) - self.log_count_stats[0]) /
+                             self.log_count_stats[1],
+                             (mean - self.mean_stars_stats[0]) / self.mean_stars_stats[1]], 1))
+    return np.concatenate(parts, 1).astype(np.float32)
+
+  def new_user(self, stars: np.ndarray) -> np.ndarray:
+    """[1, width] features of a user we know only from `stars`: demographics at the average."""
+    static = self.static.mean(0, keepdims=True)
+    out = [static]
+    if self.activity:
+      out.append(self.rows(np.zeros(1, np.int64), np.array([len(stars)]),
+                           np.array([float(np.sum(stars))]))[:, self.static.shape[1]:])
+    return np.concatenate(out, 1).astype(np.float32)
+
+
+def side_features(store: RatingStore, split, hist: Histories, cfg) -> SideFeatures:
+  """Demographics (one-hot gender/occupation, standardised age) and activity statistics."""
+  static, names = [], []
+  if cfg.use_demographics:
+    table = store.users_table()
+    have = [c for c in DEMOGRAPHICS if c in table.column_names]
+    for column in have:
+      values = table.column(column).to_numpy(zero_copy_only=False)
+      if column == "age":
+        age = values.astype(np.float64)
+        static.append(((age - age.mean()) / max(age.std(), 1e-6))[:, None])
+        names.append("age")
+      else:
+        vocab = sorted({str(v) for v in values})
+        index = {v: k for k, v in enumerate(vocab)}
+        onehot = np.zeros((len(values), len(vocab)))
+        onehot[np.arange(len(values)), [index[str(v)] for v in values]] = 1.0
+        static.append(onehot)
+        names += [f"{column}={v}" for v in vocab]
+  static_arr = (np.concatenate(static, 1) if static else np.zeros((store.n_users, 0))
+                ).astype(np.float32)
+  trained = hist.counts > 0
+  global_mean = float(hist.sums.sum() / max(hist.counts.sum(), 1))
+  log_count = np.log1p(hist.counts[trained])
+  mean_stars = hist.sums[trained] / hist.counts[trained]
+  if cfg.use_activity:
+    names += ["log_n_ratings", "mean_rating"]
+  del split  # features come from the training rows only (hist), never the whole store
+  return SideFeatures(static_arr, names, bool(cfg.use_activity),
+                      (float(log_count.mean()), float(max(log_count.std(), 1e-6))),
+                      (float(mean_stars.mean()), float(max(mean_stars.std(), 1e-6))),
+                      global_mean)
+
+
+def history_batch(hist: Histories, side: SideFeatures, users: np.ndarray, width: int,
+                  weighting: str, targets: np.ndarray | None = None,
+                  target_stars: np.ndarray | None = None,
+                  rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+  """Padded histories [B, width] and side features of `users`.
+
+  Training (targets given): a random cyclic window of the user's training movies with the
+  target masked out; the activity features leave the target's rating out too. Serving
+  (targets None): the user's most recent `width` training movies.
+  """
+  n = hist.counts[users]
+  if rng is not None:
+    offset = rng.integers(0, np.maximum(n, 1))
+    offset = np.where(n > width, offset, 0)
+  else:
+    offset = np.maximum(n - width, 0)
+  k = np.arange(width)
+  valid = k[None] < n[:, None]
+  pos = hist.indptr[users][:, None] + (offset[:, None] + k[None]) % np.maximum(n, 1)[:, None]
+  pos = np.where(valid, pos, 0)
+  items, stars = hist.items[pos], hist.stars[pos]
+  counts, sums = n.astype(np.float64), hist.sums[users]
+  if targets is not None:
+    valid &= items != targets[:, None]
+    counts, sums = counts - 1, sums - target_stars
+  if weighting == "rating":
+    weight = valid * stars
+  elif weighting == "centered":  # liked (above the user's own mean) vs disliked movies
+    mean = np.where(counts > 0, sums / np.maximum(counts, 1), side.global_mean)
+    weight = valid * (stars - mean[:, None])
+  else:
+    weight = valid * 1.0
+  return {"history": np.where(valid, items, 0).astype(np.int32),
+          "weight": weight.astype(np.float32),
+          "side": side.rows(users, counts, sums)}
+
+
+# ---------------------------------------------------------------------------------- setup
+def _check_config(config) -> None:
+  y = config.youtube
+  if config.model.name != "youtube_dnn":
+    raise ValueError(f"netrec_jax.train.youtube trains model youtube_dnn, not "
+                     f"{config.model.name!r}")
+  if y.history_weighting not in HISTORY_WEIGHTINGS:
+    raise ValueError(f"youtube.history_weighting must be one of {HISTORY_WEIGHTINGS}, got "
+                     f"{y.history_weighting!r}")
+  for name in ("embed_dim", "out_dim", "max_history", "eval_max_history", "num_sampled",
+               "batch_size"):
+    if y[name] <= 0:
+      raise ValueError(f"youtube.{name} must be positive, got {y[name]}")
+  if not 0 <= y.dropout < 1:
+    raise ValueError(f"youtube.dropout must be in [0, 1), got {y.dropout}")
+  if y.softmax_weight < 0 or y.rating_weight < 0 or y.softmax_weight + y.rating_weight == 0:
+    raise ValueError("youtube.softmax_weight and rating_weight must be >= 0, not both 0")
+
+
+def _setup(config, global_mean: float | None = None) -> dict[str, Any]:
+  """Store, split, histories, features, sampler, model and optimizer (training and restore)."""
+  _check_config(config)
+  y = config.youtube
+  store = datasets.open_or_build(config.data)
+  split = datasets.make_split(store, config.split)
+  if split is None:
+    raise ValueError("youtube_dnn needs a split (split.kind must not be 'none')")
+  rows = {part: split.rows(part) for part in ("train", "valid", "test")}
+  if len(rows["train"]) == 0:
+    raise ValueError(f"split {split.name} has no training ratings")
+  hist = Histories.from_rows(store, rows["train"])
+  if global_mean is None:
+    global_mean = float(hist.sums.sum() / hist.counts.sum())
+  side = side_features(store, split, hist, y)
+  # Popularity sampler over items with training ratings; log of expected counts per step.
+  popularity = np.bincount(hist.items, minlength=store.n_items).astype(np.float64)
+  weights = np.where(popularity > 0, popularity ** y.sampler_power, 0.0)
+  sampler = weights / weights.sum()
+  with np.errstate(divide="ignore"):
+    log_q = np.where(sampler > 0, np.log(y.num_sampled * sampler), 0.0).astype(np.float32)
+  model = YouTubeDNN(store.n_items, embed_dim=y.embed_dim, tower=tuple(y.tower),
+                     out_dim=y.out_dim, dropout=y.dropout, global_mean=global_mean,
+                     init_std=config.model.init_std)
+  mesh = state_lib.make_mesh(config.mesh)
+  data_devices = mesh.shape[state_lib.DATA]
+  batch_size = -(-y.batch_size // data_devices) * data_devices
+  tx = optax.adamw(config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
+  eval_width = int(min(y.eval_max_history, max(int(hist.counts.max()), 1)))
+
+  def init(seed: int = 0):
+    dummy = {"history": jnp.zeros((1, 2), jnp.int32), "weight": jnp.zeros((1, 2)),
+             "side": jnp.zeros((1, side.width)), "items": jnp.zeros((1,), jnp.int32)}
+    params = model.init({"params": jax.random.PRNGKey(seed)}, dummy["history"],
+                        dummy["weight"], dummy["side"], dummy["items"])
+    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+
+  # Serving functions, compiled once per run (each epoch's validation reuses them).
+  replicated, sharding = NamedSharding(mesh, P()), input_pipeline.batch_sharding(mesh)
+  user_fn = jax.jit(lambda p, b: model.apply(p, b["history"], b["weight"], b["side"],
+                                             method=YouTubeDNN.user_vector),
+                    in_shardings=(replicated, sharding), out_shardings=sharding)
+  rating_fn = jax.jit(lambda p, u, i: model.apply(p, u, i, method=YouTubeDNN.rating),
+                      in_shardings=(replicated, sharding, sharding), out_shardings=sharding)
+
+  return dict(store=store, split=split, rows=rows, hist=hist, side=side, sampler=sampler,
+              user_fn=user_fn, rating_fn=rating_fn,
+              log_q=log_q, global_mean=global_mean, model=model, mesh=mesh,
+              batch_size=batch_size, tx=tx, init=init, eval_width=eval_width,
+              popularity=popularity)
+
+
+def _abstract(init, sharding):
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+                      jax.eval_shape(init))
+
+
+def _check_architecture(meta: dict[str, Any], config, where) -> None:
+  saved = meta.get("config", {}).get("youtube", {})
+  problems = [f"youtube.{k}: checkpoint {saved.get(k)!r}, config {config.youtube[k]!r}"
+              for k in ARCHITECTURE_KEYS
+              if k in saved and (list(saved[k]) if isinstance(saved[k], (list, tuple))
+                                 else saved[k]) != (list(config.youtube[k]) if isinstance(
+                                     config.youtube[k], (list, tuple)) else config.youtube[k])]
+  if problems:
+    raise ckpt_lib.CheckpointError(f"{where}: checkpoint config is incompatible: "
+                                   + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------------- train
+def make_train_step(model: YouTubeDNN, tx, y):
+  """One optimizer step on a batch of examples; losses are means over real examples."""
+
+  def step(params, opt_state, batch, sampled, log_q, key):
+    def loss_fn(p):
+      user, target_logit, rating = model.apply(p, batch["history"], batch["weight"],
+                                               batch["side"], batch["target"], train=True,
+                                               rngs={"dropout": key})
+      sampled_logits = model.apply(p, user, sampled, method=YouTubeDNN.softmax_logits)
+      hits = (sampled[None, :] == batch["target"][:, None]
+              if y.remove_accidental_hits else None)
+      softmax = sampled_softmax_loss(target_logit, sampled_logits, log_q[batch["target"]],
+                                     log_q[sampled], hits, correct=y.log_q_correction)
+      mse = (rating - batch["stars"]) ** 2
+      n = jnp.maximum(batch["example_weight"].sum(), 1.0)
+      softmax = jnp.sum(batch["example_weight"] * softmax) / n
+      mse = jnp.sum(batch["example_weight"] * mse) / n
+      return y.softmax_weight * softmax + y.rating_weight * mse, (softmax, mse)
+
+    (loss, (softmax, mse)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, {"loss": loss, "softmax": softmax,
+                                                            "mse": mse}
+
+  return step
+
+
+def train_batch(s: dict[str, Any], config, rows: np.ndarray, rng: np.random.Generator
+                ) -> dict[str, np.ndarray]:
+  """The padded example batch of training store `rows` (padding has example_weight 0)."""
+  store, size = s["store"], s["batch_size"]
+  users = np.take(store.user, rows)
+  targets = np.take(store.item, rows).astype(np.int32)
+  stars = store.stars(rows)
+  batch = history_batch(s["hist"], s["side"], users, config.youtube.max_history,
+                        config.youtube.history_weighting, targets, stars, rng)
+  batch.update(target=targets, stars=stars, example_weight=np.ones(len(rows), np.float32))
+  pad = size - len(rows)
+  if pad:
+    batch = {k: np.pad(v, [(0, pad)] + [(0, 0)] * (v.ndim - 1)) for k, v in batch.items()}
+  return batch
+
+
+def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
+  """Trains youtube_dnn into WORKDIR (resuming from its latest checkpoint); final metrics."""
+  quiet_library_logs()
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  t_start = time.time()
+  s = _setup(config)
+  store, split, rows, model, tx, mesh = (s[k] for k in ("store", "split", "rows", "model",
+                                                         "tx", "mesh"))
+  y, batch_size = config.youtube, s["batch_size"]
+  replicated = NamedSharding(mesh, P())
+  sharding = input_pipeline.batch_sharding(mesh)
+
+  # ---- Step: params replicated, examples split over the data axis.
+  step = jax.jit(make_train_step(model, tx, y),
+                 in_shardings=(replicated, replicated, sharding, replicated, replicated,
+                               replicated),
+                 out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
+  # XLA's CPU collectives can deadlock when several multi-device steps are in flight.
+  serialize = jax.devices()[0].platform == "cpu" and jax.device_count() > 1
+  log_q = jax.device_put(s["log_q"], replicated)
+
+  # ---- Checkpoints: resume from latest, else start fresh.
+  checkpoints = ckpt_lib.Checkpoints(workdir)
+  first_epoch, best, patience_left = 0, None, config.train.early_stopping_patience
+  if config.train.resume and checkpoints.has("latest"):
+    meta = checkpoints.read_meta("latest")
+    ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint,
+                              checkpoints.root / "latest")
+    _check_architecture(meta, config, checkpoints.root / "latest")
+    tree, meta = checkpoints.restore("latest", _abstract(s["init"], replicated))
+    params, opt_state = tree["params"], tree["opt_state"]
+    first_epoch = int(meta["epoch"]) + 1
+    best = tuple(meta["best"]) if meta.get("best") else None
+    patience_left = meta.get("patience_left", patience_left)
+    logging.info("resuming %s after epoch %d", workdir, first_epoch)
+  else:
+    tree = jax.device_put(s["init"](config.seed), replicated)
+    params, opt_state = tree["params"], tree["opt_state"]
+    (workdir / "metrics.jsonl").unlink(missing_ok=True)
+
+  def save(which: str, epoch: int, params, opt_state, value) -> None:
+    tree = {"params": params, "opt_state": opt_state, "step": jnp.asarray(epoch, jnp.int32)}
+    meta = {"config": config.to_dict(), "epoch": epoch, "step": epoch, "valid_rmse": value,
+            "store_fingerprint": store.fingerprint, "split": split.name,
+            "protocol": split.protocol, "global_mean": s["global_mean"], "best": best,
+            "patience_left": patience_left}
+    checkpoints.save(which, epoch, tree, meta)
+    if serialize:
+      checkpoints.wait()
+
+  # ---- Epochs: examples shuffled per epoch (seeded by epoch: a resumed run sees the same).
+  train_rows = rows["train"]
+  epochs_run = 0
+  for epoch in range(first_epoch, config.train.epochs):
+    if patience_left <= 0 and config.train.early_stopping_patience > 0:
+      break
+    t0 = time.time()
+    rng = np.random.default_rng([config.seed, epoch])
+    order = train_rows[rng.permutation(len(train_rows))]
+    progress = Progress(f"epoch {epoch + 1}/{config.train.epochs}", len(order),
+                        unit="examples", every_s=config.train.log_every_s)
+    stats = []
+    for k in range(0, len(order), batch_size):
+      batch = train_batch(s, config, np.sort(order[k:k + batch_size]), rng)
+      sampled = rng.choice(store.n_items, y.num_sampled, p=s["sampler"]).astype(np.int32)
+      key = jax.random.fold_in(jax.random.PRNGKey(config.seed), epoch * 100003 + k)
+      params, opt_state, out = step(params, opt_state, jax.device_put(batch, sharding),
+                                    jax.device_put(sampled, replicated), log_q, key)
+      if serialize:
+        jax.block_until_ready(out["loss"])
+      stats.append(out)
+      progress(min(k + batch_size, len(order)))
+    stats = jax.device_get(stats)
+    train_loss = float(np.mean([o["loss"] for o in stats]))
+    if not np.isfinite(train_loss):
+      raise FloatingPointError(f"loss became {train_loss} in epoch {epoch}; nothing saved")
+    train_seconds = time.time() - t0
+    recommender = YouTubeRecommender(s, params, config, "training", {"epoch": epoch,
+                                                                      "step": epoch})
+    valid = recommender.part_metrics("valid", nll=True)
+    record = {"epoch": epoch, "train_loss": train_loss,
+              "train_softmax": float(np.mean([o["softmax"] for o in stats])),
+              "train_mse": float(np.mean([o["mse"] for o in stats])),
+              "valid_rmse": valid.get("rmse"), "valid_nll": valid.get("full_softmax_nll"),
+              "epoch_seconds": time.time() - t0, "train_seconds": train_seconds,
+              "examples_per_s": len(order) / train_seconds}
+    if jax.process_index() == 0:
+      with open(workdir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    logging.info("epoch %d/%d: loss %.4f (softmax %.4f, mse %.4f), valid rmse %s, nll %s, "
+                 "%.0f examples/s", epoch + 1, config.train.epochs, train_loss,
+                 record["train_softmax"], record["train_mse"], valid.get("rmse"),
+                 valid.get("full_softmax_nll"), record["examples_per_s"])
+    improved = valid.get("rmse") is not None and (
+        best is None or valid["rmse"] < best[1] - config.train.min_delta)
+    if improved:
+      best, patience_left = (epoch, valid["rmse"]), config.train.early_stopping_patience
+      save("best", epoch, params, opt_state, valid["rmse"])
+    else:
+      patience_left -= 1
+    save("latest", epoch, params, opt_state, valid.get("rmse"))
+    epochs_run += 1
+  checkpoints.close()
+
+  # ---- Final metrics from the best checkpoint, through the same adapter as eval mode.
+  recommender = load_recommender(workdir)
+  final = recommender.evaluate_splits()
+  log = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()
+         if line] if (workdir / "metrics.jsonl").is_file() else []
+  final.update(best_epoch=best[0] if best else None, epochs_run=epochs_run,
+               train_seconds=time.time() - t_start,
+               examples_per_s=float(np.median([r["examples_per_s"] for r in log]))
+               if log else None)
+  if jax.process_index() == 0:
+    atomic_write_text(workdir / "final_metrics.json", json.dumps(final, indent=2) + "\n")
+  return final
+
+
+# ------------------------------------------------------------------------------- serving
+class YouTubeRecommender:
+  """A youtube_dnn model behind the evaluator interface (netrec_jax/eval/evaluator.py).
+
+  predict() is the rating head; score_items() is the candidate generator: the dot product of
+  the user vector with every item's softmax vector (plus its bias), i.e. nearest-neighbour
+  search by inner product. Items without training ratings were never a target nor a sampled
+  negative, so their vectors are untrained: they are ranked last.
+  """
+
+  fold_in_method = ("natural fold-in: the user vector is the tower applied to the (weighted) "
+                    "mean of the rated movies' history embeddings, with activity features "
+                    "from the given stars and demographics at the average user's")
+
+  def __init__(self, s: dict[str, Any], params, config, which: str, meta: dict[str, Any]):
+    self._s, self.params, self.config, self.which, self.meta = s, params, config, which, meta
+    self.store, self.split, self.model = s["store"], s["split"], s["model"]
+    self.name = config.model.name
+    self.global_mean = float(s["global_mean"])
+    self.rating_note = ""
+    self.cold_rule = ("users without training ratings: empty history + side features; items "
+                      "without training ratings: untrained item vectors (ranked last)")
+    self.trained_items = s["popularity"] > 0
+    self._devices = s["mesh"].shape[state_lib.DATA]
+    self._user_fn, self._rating_fn = s["user_fn"], s["rating_fn"]
+    self._user_cache: np.ndarray | None = None
+    self._item_cache: tuple[np.ndarray, np.ndarray] | None = None
+
+  # -------------------------------------------------------------------------- vectors
+  def _pad(self, n: int) -> int:
+    return -(-n // self._devices) * self._devices
+
+  def users_from_batch(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+    """User vectors [B, out_dim] of a history batch (padded to the data axis here)."""
+    n = batch["history"].shape[0]
+    size = self._pad(n)
+    padded = {k: np.pad(v, [(0, size - n)] + [(0, 0)] * (v.ndim - 1)) for k, v in batch.items()}
+    return np.asarray(jax.device_get(self._user_fn(self.params, padded)))[:n]
+
+  def compute_user_vectors(self, users: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    out = []
+    for lo in range(0, len(users), chunk):
+      batch = history_batch(self._s["hist"], self._s["side"], users[lo:lo + chunk],
+                            self._s["eval_width"], self.config.youtube.history_weighting)
+      out.append(self.users_from_batch(batch))
+    return (np.concatenate(out) if out else
+            np.zeros((0, self.config.youtube.out_dim), np.float32))
+
+  def user_vectors(self) -> np.ndarray:
+    """[n_users, out_dim] user vectors (the tower's output) from each training history."""
+    if self._user_cache is None:
+      self._user_cache = self.compute_user_vectors(np.arange(self.store.n_users))
+    return self._user_cache
+
+  def _items(self) -> tuple[np.ndarray, np.ndarray]:
+    if self._item_cache is None:
+      p = jax.device_get(self.params["params"])
+      self._item_cache = (np.asarray(p["item_out"]), np.asarray(p["item_out_bias"]))
+    return self._item_cache
+
+  def item_vectors(self) -> np.ndarray:
+    """[n_items, out_dim] softmax item vectors (the serving index)."""
+    return self._items()[0]
+
+  # --------------------------------------------------------------------------- scoring
+  def _scores(self, user_vecs: np.ndarray) -> np.ndarray:
+    vecs, bias = self._items()
+    scores = user_vecs @ vecs.T + bias[None]
+    low = scores.min() - 1.0 if scores.size else 0.0
+    scores[:, ~self.trained_items] = low
+    return scores
+
+  def score_items(self, users: np.ndarray) -> np.ndarray:
+    return self._scores(self.user_vectors()[np.asarray(users)])
+
+  def ratings_for_vectors(self, user_vecs: np.ndarray, items: np.ndarray,
+                          chunk: int = 65536) -> np.ndarray:
+    out = np.empty(len(items), np.float64)
+    for lo in range(0, len(items), chunk):
+      u, i = user_vecs[lo:lo + chunk], np.asarray(items[lo:lo + chunk], np.int32)
+      n = len(i)
+      size = self._pad(n)
+      pred = self._rating_fn(self.params, np.pad(u, ((0, size - n), (0, 0))),
+                             np.pad(i, (0, size - n)))
+      out[lo:lo + n] = np.asarray(jax.device_get(pred))[:n]
+    return out
+
+  def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The rating head's stars for (dense user, dense item) pairs."""
+    return self.ratings_for_vectors(self.user_vectors()[np.asarray(users)], items)
+
+  def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    """[n_items] candidate scores for a new user who rated `items` (dense ids) with `stars`."""
+    items = np.asarray(items, np.int64).reshape(-1)
+    stars = np.asarray(stars, np.float64).reshape(-1)
+    if len(items) == 0:
+      raise ValueError("fold_in needs at least one (movie, stars) pair")
+    if len(items) != len(stars):
+      raise ValueError(f"fold_in got {len(items)} movies but {len(stars)} ratings")
+    if items.min() < 0 or items.max() >= self.store.n_items:
+      raise ValueError(f"fold_in: dense movie indices must be in [0, {self.store.n_items})")
+    weighting = self.config.youtube.history_weighting
+    weight = {"rating": stars, "centered": stars - stars.mean()}.get(weighting,
+                                                                    np.ones_like(stars))
+    batch = {"history": items[None].astype(np.int32), "weight": weight[None].astype(np.float32),
+             "side": self._s["side"].new_user(stars)}
+    return self._scores(self.users_from_batch(batch))[0].astype(np.float32)
+
+  # ------------------------------------------------------------------------ evaluation
+  def part_metrics(self, part: str, nll: bool = False) -> dict[str, Any]:
+    """Rating metrics of the split part (and the full-softmax NLL of its items if asked)."""
+    rows = self.split.rows(part)
+    if len(rows) == 0:
+      return {"n": 0}
+    users, items = np.take(self.store.user, rows), np.take(self.store.item, rows)
+    result = metrics_lib.rating_metrics(self.predict(users, items),
+                                        self.store.stars(rows).astype(np.float64),
+                                        self.store.rating_range)
+    if nll:
+      vecs, bias = self._items()
+      total = 0.0
+      user_vecs = self.user_vectors()
+      for lo in range(0, len(rows), 4096):
+        logits = user_vecs[users[lo:lo + 4096]] @ vecs.T + bias[None]
+        total += float(np.sum(full_softmax_loss(jnp.asarray(logits),
+                                                jnp.asarray(items[lo:lo + 4096]))))
+      result["full_softmax_nll"] = total / len(rows)
+    return result
+
+  def evaluate_splits(self) -> dict[str, Any]:
+    """Rating metrics on valid and test (+ full-catalog test ranking), with the protocol."""
+    store, split = self.store, self.split
+    result = {"protocol": split.protocol, "split": split.name, "store": store.name,
+              "store_fingerprint": store.fingerprint, "model": self.name, "task": "explicit",
+              "checkpoint": self.which, "checkpoint_epoch": int(self.meta["epoch"]),
+              "checkpoint_step": int(self.meta["step"]),
+              "predictions": f"rating head, clipped to the rating range "
+                             f"{list(store.rating_range)}",
+              "cold_rule": self.cold_rule,
+              "side_features": self._s["side"].names}
+    for part in ("valid", "test"):
+      result[part] = self.part_metrics(part, nll=True)
+    if self.config.youtube.final_ranking and len(split.rows("test")):
+      from netrec_jax.eval import evaluator
+      data = evaluator.prepare(store, split)
+      ranking = evaluator.evaluate(self, data, ranking=True)
+      result["test_ranking"] = ranking["ranking"]
+    return result
+
+
+# ---------------------------------------------------------------------------------- restore
+def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best"
+                     ) -> YouTubeRecommender:
+  """The best (or latest) checkpoint of a youtube_dnn run, behind the evaluator interface.
+
+  With `config`, the checkpoint must fit it (same store fingerprint and model); its data and
+  mesh sections say where the store is now and how to run.
+  """
+  import ml_collections
+  checkpoints = ckpt_lib.Checkpoints(workdir)
+  if not checkpoints.has(which):
+    which = "latest"
+  meta = checkpoints.read_meta(which)
+  if meta is None:
+    raise ckpt_lib.CheckpointError(f"{workdir}: no checkpoints found under {checkpoints.root}")
+  saved = ml_collections.ConfigDict(meta["config"])
+  if config is not None:
+    store = datasets.open_or_build(config.data)
+    ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint,
+                              checkpoints.root / which)
+    _check_architecture(meta, config, checkpoints.root / which)
+    with saved.unlocked():
+      saved.data = config.data
+      saved.mesh = config.mesh
+  s = _setup(saved, global_mean=meta["global_mean"])
+  if s["store"].fingerprint != meta["store_fingerprint"]:
+    raise ckpt_lib.CheckpointError(
+        f"{workdir}: checkpoint was trained on store {meta['store_fingerprint']}, but its config "
+        f"now builds {s['store'].fingerprint}")
+  replicated = NamedSharding(s["mesh"], P())
+  tree, meta = checkpoints.restore(which, _abstract(s["init"], replicated))
+  checkpoints.close()
+  return YouTubeRecommender(s, tree["params"], saved, which, meta)
+
+
+def evaluate_checkpoint(config, restore_from: str | os.PathLike, workdir: str | os.PathLike,
+                        which: str = "best") -> dict[str, Any]:
+  """Restores a youtube_dnn run and evaluates it on config's split into WORKDIR."""
+  quiet_library_logs()
+  recommender = load_recommender(restore_from, config, which)
+  result = recommender.evaluate_splits()
+  result["restored_from"] = str(restore_from)
+  Path(workdir).mkdir(parents=True, exist_ok=True)
+  atomic_write_text(Path(workdir) / "final_metrics.json", json.dumps(result, indent=2) + "\n")
+  return result

@@ -1,0 +1,190 @@
+"""YouTube-style candidate model: log-Q sampled softmax, no target leakage, sharding, restore."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from netrec_jax import configs
+from netrec_jax.models.youtube import full_softmax_loss, sampled_softmax_loss
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def youtube_config(tmp_path, **youtube):
+  """A small synthetic youtube_dnn setup that trains in seconds."""
+  config = configs.base_config()
+  config.data.store_root = str(tmp_path / "stores")
+  config.data.synthetic.update(n_users=200, n_items=80, n_ratings=6000)
+  config.data.min_user_ratings = 5
+  config.split.kind = "random"
+  config.model.name = "youtube_dnn"
+  config.youtube.update({**dict(embed_dim=8, tower=(16,), out_dim=8, dropout=0.0,
+                                max_history=24, num_sampled=16, batch_size=256), **youtube})
+  config.optimizer.lr = 3e-3
+  config.train.epochs = 2
+  config.eda = False
+  return config
+
+
+# ------------------------------------------------------------------- sampled softmax, log Q
+def test_log_q_correction_approaches_the_full_softmax_gradient():
+  n_items, dim, k = 12, 4, 100_000
+  rng = np.random.default_rng(0)
+  items = jnp.asarray(rng.normal(size=(n_items, dim)), jnp.float32)
+  user = jnp.asarray(rng.normal(size=(1, dim)), jnp.float32)
+  popularity = 1.0 / np.arange(1, n_items + 1) ** 1.2  # Zipf: item 0 is the most popular
+  q = popularity / popularity.sum()
+  target = jnp.array([5])
+  sampled = jnp.asarray(rng.choice(n_items, k, p=q), jnp.int32)
+  log_q = jnp.asarray(np.log(k * q), jnp.float32)
+
+  def full(u):
+    return full_softmax_loss(u @ items.T, target)[0]
+
+  def sampled_loss(u, correct):
+    logits = u @ items.T
+    return sampled_softmax_loss(logits[:, 5], logits[:, sampled], log_q[target],
+                                log_q[sampled], correct=correct)[0]
+
+  g_full = jax.grad(full)(user)
+  g_corrected = jax.grad(sampled_loss)(user, True)
+  g_plain = jax.grad(sampled_loss)(user, False)
+  err_corrected = float(jnp.linalg.norm(g_corrected - g_full) / jnp.linalg.norm(g_full))
+  err_plain = float(jnp.linalg.norm(g_plain - g_full) / jnp.linalg.norm(g_full))
+  assert err_corrected < 0.05, err_corrected
+  assert err_plain > 4 * err_corrected, (err_plain, err_corrected)
+  # The corrected loss is the full one shifted by the constant log Q(target).
+  assert float(sampled_loss(user, True)) - float(log_q[5]) == pytest.approx(
+      float(full(user)), abs=0.02)
+
+  # Uncorrected, the popular item takes too much of the negative gradient mass.
+  def logit_grads(correct):
+    def loss(z):
+      return sampled_softmax_loss(z[:, 5], z[:, sampled], log_q[target], log_q[sampled],
+                                  correct=correct)[0]
+    return jax.grad(loss)(user @ items.T)[0]
+
+  def loss_full(z):
+    return full_softmax_loss(z, target)[0]
+
+  p_full = jax.grad(loss_full)(user @ items.T)[0]
+  assert float(logit_grads(False)[0]) > 1.5 * float(p_full[0])
+  np.testing.assert_allclose(logit_grads(True), p_full, atol=0.03)
+
+
+def test_sampled_softmax_drops_accidental_hits():
+  logits = jnp.array([[2.0, 1.0, 0.5]])
+  loss = sampled_softmax_loss(logits[:, 0], logits[:, jnp.array([0, 1])], jnp.zeros(1),
+                              jnp.zeros(2), jnp.array([[True, False]]), correct=False)
+  # Only item 1 remains as a negative.
+  expected = -jax.nn.log_softmax(jnp.array([2.0, 1.0]))[0]
+  assert float(loss[0]) == pytest.approx(float(expected), abs=1e-6)
+
+
+# ------------------------------------------------------------------------ no target leakage
+def test_the_target_is_never_in_its_own_history(tmp_path):
+  from netrec_jax.train import youtube
+  config = youtube_config(tmp_path)
+  s = youtube._setup(config)
+  store, rows, hist = s["store"], s["rows"]["train"], s["hist"]
+  width = int(np.median(hist.counts[hist.counts > 0]))  # some users fit, some do not
+  config.youtube.max_history = width
+  batch = youtube.train_batch(s, config, rows[:256], np.random.default_rng(0))
+  hist_items, weight, target = batch["history"], batch["weight"], batch["target"]
+  assert ((hist_items == target[:, None]) & (weight > 0)).sum() == 0
+  users = np.take(store.user, rows[:256])
+  n = hist.counts[users]
+  # Every other training movie of the user fits the window when the user has few ratings.
+  small = n <= width
+  assert small.any() and (~small).any()
+  np.testing.assert_array_equal((weight[small] > 0).sum(1), n[small] - 1)
+  assert ((weight[~small] > 0).sum(1) >= width - 1).all()
+  # The activity features leave the target's rating out as well.
+  stars = store.stars(rows[:256])
+  loo_mean = (hist.sums[users] - stars) / np.maximum(n - 1, 1)
+  mean_col = (loo_mean - s["side"].mean_stars_stats[0]) / s["side"].mean_stars_stats[1]
+  np.testing.assert_allclose(batch["side"][:256, -1], mean_col, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------- sharding, checkpoints, resume, fold-in
+def test_sharded_training_equals_single_device_and_restores(tmp_path):
+  from netrec_jax.train import youtube
+  results = {}
+  for data_axis in (1, 4):
+    config = youtube_config(tmp_path)
+    config.mesh.data = data_axis
+    results[data_axis] = youtube.train_and_evaluate(config, tmp_path / f"run{data_axis}")
+  for part in ("valid", "test"):
+    assert results[1][part]["rmse"] == pytest.approx(results[4][part]["rmse"], abs=1e-5)
+  assert results[4]["protocol"] == "random_90_10_seed0"
+  assert results[4]["test_ranking"]["protocol"] == "random_90_10_seed0_full_ranking"
+
+  # The restored best checkpoint reproduces the run's metrics.
+  restored = youtube.load_recommender(tmp_path / "run4", youtube_config(tmp_path))
+  again = restored.evaluate_splits()
+  assert again["test"]["rmse"] == pytest.approx(results[4]["test"]["rmse"], abs=1e-6)
+  assert again["test_ranking"]["recall@10"] == pytest.approx(
+      results[4]["test_ranking"]["recall@10"], abs=1e-9)
+
+  # Natural fold-in: a "new" user with an existing user's training ratings gets that user's
+  # scores (same history mean, same activity features; synthetic users have no demographics).
+  hist = restored._s["hist"]
+  user = int(np.argmax(hist.counts))
+  lo, hi = hist.indptr[user], hist.indptr[user + 1]
+  fold = restored.fold_in(hist.items[lo:hi], hist.stars[lo:hi])
+  np.testing.assert_allclose(fold, restored.score_items(np.array([user]))[0], rtol=1e-4,
+                             atol=1e-4)
+  assert restored.item_vectors().shape == (restored.store.n_items, 8)
+  assert restored.user_vectors().shape == (restored.store.n_users, 8)
+  with pytest.raises(ValueError, match="dense movie indices"):
+    restored.fold_in(np.array([10 ** 6]), np.array([4.0]))
+
+  # Resume: one more epoch continues after the saved ones.
+  config = youtube_config(tmp_path)
+  config.mesh.data = 4
+  config.train.epochs = 3
+  config.train.early_stopping_patience = 0
+  youtube.train_and_evaluate(config, tmp_path / "run4")
+  log = [json.loads(x) for x in (tmp_path / "run4" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in log] == [0, 1, 2]
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+  from netrec_jax.train import youtube
+  config = youtube_config(tmp_path, history_weighting="log")
+  with pytest.raises(ValueError, match="history_weighting"):
+    youtube.train_and_evaluate(config, tmp_path / "bad")
+
+
+def _launch(*args):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  return subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True,
+                        text=True, env=env, timeout=600)
+
+
+def test_launch_train_then_eval_round_trip(tmp_path):
+  common = ["--experiment=quickstart", f"--config.data.store_root={tmp_path / 'stores'}",
+            "--config.data.synthetic.n_users=200", "--config.data.synthetic.n_items=80",
+            "--config.data.synthetic.n_ratings=6000", "--config.data.min_user_ratings=5",
+            "--config.model.name=youtube_dnn", "--config.youtube.tower=(16,)",
+            "--config.youtube.out_dim=8", "--config.youtube.embed_dim=8",
+            "--config.youtube.batch_size=256", "--config.youtube.num_sampled=16",
+            "--config.train.epochs=1", "--config.eda=False", "--config.compare.after_train=False"]
+  run = _launch(*common, f"--workdir={tmp_path / 'train'}")
+  assert run.returncode == 0, run.stderr[-3000:]
+  trained = json.loads((tmp_path / "train" / "final_metrics.json").read_text())
+  ev = _launch(*common, "--mode=eval", f"--restore_from={tmp_path / 'train'}",
+               f"--workdir={tmp_path / 'eval'}")
+  assert ev.returncode == 0, ev.stderr[-3000:]
+  evaluated = json.loads((tmp_path / "eval" / "final_metrics.json").read_text())
+  assert evaluated["model"] == "youtube_dnn"
+  assert evaluated["test"] == trained["test"]
+  assert evaluated["protocol"] == trained["protocol"]
+  assert "protocol " + trained["protocol"] in ev.stdout
