@@ -166,12 +166,30 @@ def test_leave_last_out_takes_the_latest_rating(rand):
     if counts[u] < 4:
       assert np.all(part == splits.TRAIN)
       continue
-    assert part.tolist() == [0] * (counts[u] - 2) + [1, 2]
-    d, i = date[rows], item[rows]
-    # The test rating is the latest, ties broken by the larger item index.
-    latest = np.flatnonzero(d == d.max())
-    assert d[-1] == d.max() and i[-1] == i[latest].max()
+    assert sorted(part.tolist()) == [0] * (counts[u] - 2) + [1, 2]
+    d = date[rows]
+    # The test rating is on the latest day; the validation one on no later day.
+    test_day, valid_day = d[part == 2][0], d[part == 1][0]
+    assert test_day == d.max() and valid_day <= test_day
+    assert (d[part == 0] <= valid_day).all()
   assert split.sizes()["test"] == int((counts >= 4).sum())
+
+
+def test_leave_last_out_breaks_same_day_ties_at_random_not_by_item_index(tmp_path):
+  """All of a user's ratings on one day: the held-out one must not be the highest item."""
+  n_users, per_user = 200, 10
+  store = _build(tmp_path / "same_day", [(u, i, 4, "2003-03-03") for u in range(n_users)
+                                         for i in range(per_user)])
+  split = splits.leave_last_out(store, n_valid=1)
+  held_out = np.take(store.item, split.rows("test"))
+  assert len(held_out) == n_users
+  # Seeded random order: every position is held out sometimes, none always.
+  counts = np.bincount(held_out, minlength=per_user)
+  assert counts.max() < n_users / 4 and (counts > 0).sum() >= per_user - 1
+  again = splits.leave_last_out(store, n_valid=1)
+  np.testing.assert_array_equal(again.rows("test"), split.rows("test"))
+  other = splits.leave_last_out(store, n_valid=1, seed=1)
+  assert (other.rows("test") != split.rows("test")).any()
 
 
 # ----------------------------------------------------------------------- cold start

@@ -148,7 +148,7 @@ def make_split(store: RatingStore, split_cfg: Any) -> splits_lib.Split | None:
     split = splits_lib.random_split(store, split_cfg.test_fraction, split_cfg.valid_fraction,
                                     split_cfg.seed)
   elif kind == "loo":
-    split = splits_lib.leave_last_out(store, n_valid=split_cfg.loo_n_valid)
+    split = splits_lib.leave_last_out(store, n_valid=split_cfg.loo_n_valid, seed=split_cfg.seed)
   elif kind == "ml100k_fold":
     name = f"ml100k_{split_cfg.fold}"
     if name not in store.list_splits():

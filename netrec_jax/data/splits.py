@@ -103,22 +103,39 @@ def random_split(store: RatingStore, test_fraction: float = 0.1, valid_fraction:
                        "seed": seed})
 
 
-def leave_last_out(store: RatingStore, n_valid: int = 1, min_train: int = 1) -> Split:
-  """Each user's last rating (by date, then item) is test, the one before validation.
+def time_order_keys(store: RatingStore, seed: int = 0) -> np.ndarray:
+  """float64 per rating: its date plus a seeded uniform [0, 1) tie-breaker.
+
+  Stores keep dates in days, and a user often rates dozens of movies on one day; the store
+  orders those by item index. Taking "the last" rating by (date, item) would hold out the
+  highest-numbered movie of the user's last day (on ML-100K mostly obscure titles), and a
+  sequence model could learn that index order. Same-day ratings are therefore ordered at
+  random, with a seed, here and in every time-ordered sequence (netrec_jax/train/sequence.py).
+  """
+  tie = np.random.default_rng([seed, 11]).random(store.n_ratings)
+  return np.asarray(store.date, np.float64) + tie
+
+
+def leave_last_out(store: RatingStore, n_valid: int = 1, min_train: int = 1,
+                   seed: int = 0) -> Split:
+  """Each user's last rating (by date; same-day ties in seeded random order) is test, the one
+  before validation.
 
   Users with fewer than min_train + 1 + n_valid ratings keep all of theirs in train.
   """
   counts = store.ratings_per_user()
-  ends = np.asarray(store.user_offsets[1:])
+  ends = np.asarray(store.user_offsets[1:], np.int64)
   eligible = counts >= min_train + 1 + n_valid
+  order = np.lexsort((time_order_keys(store, seed), np.asarray(store.user)))
   assignment = np.zeros(store.n_ratings, np.int8)
-  assignment[ends[eligible] - 1] = TEST
+  assignment[order[ends[eligible] - 1]] = TEST
   for k in range(1, n_valid + 1):
-    assignment[ends[eligible] - 1 - k] = VALID
+    assignment[order[ends[eligible] - 1 - k]] = VALID
   return Split(name="loo" if n_valid == 0 else f"loo_valid{n_valid}", protocol="loo",
                assignment=assignment,
                params={"n_valid": n_valid, "min_train": min_train,
-                       "users_held_out": int(eligible.sum())})
+                       "users_held_out": int(eligible.sum()),
+                       "same_day_ties": f"random, seed {seed}"})
 
 
 def with_validation(split: Split, fraction: float, seed: int = 0) -> Split:

@@ -1,7 +1,7 @@
 """Training sequence models (BERT4Rec) on each user's training ratings ordered by date.
 
-A user's sequence is their training items ordered by store.date (ties keep store order; the
-store orders a user's rows by (date, item)). On the leave-last-out split (split.kind = loo) the
+A user's sequence is their training items ordered by store.date, same-day ratings in the
+seeded random order the leave-last-out split uses (splits.time_order_keys). On the leave-last-out split (split.kind = loo) the
 last item is test and the one before validation, so neither is ever in a training sequence;
 both are scored from the training sequence with [MASK] appended, which is what
 `SequenceRecommender.score_items` does, so the held-out items never leak into the input.
@@ -70,11 +70,13 @@ class Sequences:
     return np.diff(self.offsets)
 
 
-def training_sequences(store: RatingStore, train_rows: np.ndarray) -> Sequences:
-  """Users' training items ordered by date; ties keep store order (lexsort is stable)."""
+def training_sequences(store: RatingStore, train_rows: np.ndarray, seed: int = 0) -> Sequences:
+  """Users' training items ordered by date, same-day ratings in the seeded random order that
+  the leave-last-out split uses (splits.time_order_keys: the store's own same-day order is by
+  item index, which a sequence model would learn)."""
   train_rows = np.sort(np.asarray(train_rows))
   users = np.take(store.user, train_rows).astype(np.int64)
-  order = np.lexsort((np.take(store.date, train_rows), users))
+  order = np.lexsort((splits_lib.time_order_keys(store, seed)[train_rows], users))
   offsets = np.zeros(store.n_users + 1, np.int64)
   np.cumsum(np.bincount(users, minlength=store.n_users), out=offsets[1:])
   tokens = (np.take(store.item, train_rows)[order] + 1).astype(np.int32)
@@ -198,7 +200,7 @@ def _setup(config) -> dict[str, Any]:
 
   return {"store": store, "split": split, "train_rows": train_rows, "model": model,
           "mesh": mesh, "tx": tx, "init": init,
-          "sequences": training_sequences(store, train_rows),
+          "sequences": training_sequences(store, train_rows, config.split.seed),
           "batch_users": round_up(s.batch_users),
           "eval_batch_users": round_up(s.eval_batch_users),
           "max_predictions": max_predictions(s.max_len, s.mask_prob)}
@@ -384,7 +386,8 @@ class SequenceRecommender:
     self.cold_rule = "a user with no training items is scored from [MASK] alone"
     self.mesh = state_lib.make_mesh(config.mesh)
     self._score = scorer or _scorer(model, self.mesh)
-    self.sequences = sequences or training_sequences(store, split.rows("train"))
+    self.sequences = sequences or training_sequences(store, split.rows("train"),
+                                                     config.split.seed)
     self.batch_users = config.sequence.eval_batch_users
     self._data_devices = self.mesh.shape[state_lib.DATA]
 
