@@ -158,7 +158,7 @@ def test_leave_last_out_hand(hand):
 def test_leave_last_out_takes_the_latest_rating(rand):
   split = splits.leave_last_out(rand, n_valid=1, min_train=2)
   counts = rand.ratings_per_user()
-  date, item = np.asarray(rand.date), np.asarray(rand.item)
+  date = np.asarray(rand.date)
   assignment = np.asarray(split.assignment)
   for u in range(rand.n_users):
     rows = rand.user_rows(u)

@@ -42,6 +42,7 @@ from netrec_jax.eval import evaluator, metrics as metrics_lib
 from netrec_jax.models import graph as graph_lib
 from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
+from netrec_jax.train import epochs as epochs_lib
 from netrec_jax.train import input_pipeline, state as state_lib
 
 GRAPH_MODELS = ("gcmc", "lightgcn")
@@ -290,8 +291,6 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   edges = _eval_functions(s)["edges"]  # put on the devices once, sharded over `data`
   batch_sh = input_pipeline.batch_sharding(mesh)
   step = make_step(config, s)
-  # XLA's CPU collectives can deadlock when several multi-device steps are in flight.
-  serialize = jax.devices()[0].platform == "cpu" and jax.device_count() > 1
   is_gcmc = config.model.name == "gcmc"
   metric_name = "valid_rmse" if is_gcmc else f"valid_{config.graph.valid_metric}"
   lower_is_better = is_gcmc
@@ -301,32 +300,16 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   valid_data = _valid_eval_data(store, split, config) if not is_gcmc else None
 
   # ---- Resume or start.
-  checkpoints = ckpt_lib.Checkpoints(workdir)
-  first_epoch, best, patience_left = 0, None, config.train.early_stopping_patience
-  if config.train.resume and checkpoints.has("latest"):
-    meta = checkpoints.read_meta("latest")
-    ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint,
-                              checkpoints.root / "latest")
-    _check_graph_section(meta, config, checkpoints.root / "latest")
-    tree, meta = checkpoints.restore("latest", _abstract(s["init"], replicated))
-    first_epoch = int(meta["epoch"]) + 1
-    best = tuple(meta["best"]) if meta.get("best") else None
-    patience_left = meta.get("patience_left", patience_left)
-    logging.info("resuming %s after epoch %d", workdir, first_epoch)
-  else:
+  runs = epochs_lib.EpochCheckpoints(
+      workdir, config, store, split, metric=metric_name[len("valid_"):],
+      lower_is_better=lower_is_better, check=_check_graph_section,
+      extra_meta={"valid_metric": metric_name, "global_mean": s["global_mean"],
+                  "levels_raw": s["levels_raw"].tolist()})
+  serialize = runs.serialize
+  tree = runs.resume(_abstract(s["init"], replicated))
+  if tree is None:
     tree = jax.device_put(s["init"](config.seed), replicated)
-    (workdir / "metrics.jsonl").unlink(missing_ok=True)
-
-  def save(which: str, epoch: int, tree, value) -> None:
-    meta = {"config": config.to_dict(), "epoch": epoch, "step": int(tree["step"]),
-            metric_name: value, "valid_metric": metric_name,
-            "store_fingerprint": store.fingerprint, "split": split.name,
-            "protocol": split.protocol, "global_mean": s["global_mean"],
-            "levels_raw": s["levels_raw"].tolist(), "best": best,
-            "patience_left": patience_left}
-    checkpoints.save(which, epoch, tree, meta)
-    if serialize:
-      checkpoints.wait()
+  first_epoch = runs.first_epoch
 
   # ---- Epochs; validation, metrics and checkpoints every graph.eval_every epochs.
   n_train = len(s["train_users"])
@@ -337,7 +320,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   losses, t_block, train_seconds, epochs_run = [], time.time(), 0.0, 0
   key0 = jax.random.PRNGKey(config.seed)
   for epoch in range(first_epoch, total_epochs):
-    if patience_left <= 0 and config.train.early_stopping_patience > 0:
+    if runs.stop_early():
       logging.info("early stop: no validation improvement in %d evaluations",
                    config.train.early_stopping_patience)
       break
@@ -375,24 +358,16 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
         f.write(json.dumps(record) + "\n")
     logging.info("epoch %d/%d: train loss %.4f, %s %s", epoch + 1, total_epochs, train_loss,
                  metric_name, value)
-    improved = value is not None and (best is None or (
-        value < best[1] - config.train.min_delta if lower_is_better
-        else value > best[1] + config.train.min_delta))
-    if improved:
-      best, patience_left = (epoch, value), config.train.early_stopping_patience
-      save("best", epoch, tree, value)
-    else:
-      patience_left -= 1
-    save("latest", epoch, tree, value)
+    runs.end_epoch(epoch, tree, value, step=int(tree["step"]))
     losses, t_block, train_seconds, epochs_run = [], time.time(), 0.0, 0
-  checkpoints.close()
+  runs.close()
 
   # ---- Final metrics from the best checkpoint, restored.
   recommender = load_recommender(workdir)
   final = recommender.evaluate_splits()
   log = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()
          if line] if (workdir / "metrics.jsonl").is_file() else []
-  final.update(best_epoch=best[0] if best else None, evaluations=len(log),
+  final.update(best_epoch=runs.best_epoch, evaluations=len(log),
                train_seconds=time.time() - t_start,
                pairs_per_s=float(np.median([r["pairs_per_s"] for r in log])) if log else None,
                edges_per_s=float(np.median([r["edges_per_s"] for r in log])) if log else None,
@@ -579,23 +554,10 @@ def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best
   With `config`, the checkpoint must fit it (same store fingerprint, model and graph shapes);
   its data and mesh sections say where the store is now and which devices to use.
   """
-  import ml_collections
-  checkpoints = ckpt_lib.Checkpoints(workdir)
-  if not checkpoints.has(which):
-    which = "latest"
-  meta = checkpoints.read_meta(which)
-  if meta is None:
-    checkpoints.close()
-    raise ckpt_lib.CheckpointError(f"{workdir}: no checkpoints found under {checkpoints.root}")
-  saved = ml_collections.ConfigDict(meta["config"])
+  checkpoints, which, meta, saved = epochs_lib.open_run(workdir, config, which,
+                                                        check=_check_graph_section)
   if config is not None:
-    store = datasets.open_or_build(config.data)
-    ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint,
-                              checkpoints.root / which)
-    _check_graph_section(meta, config, checkpoints.root / which)
     with saved.unlocked():
-      saved.data = config.data
-      saved.mesh = config.mesh
       saved.train.eval_batch_size = config.train.eval_batch_size
       saved.compare = config.compare
   s = _setup(saved, meta=meta)

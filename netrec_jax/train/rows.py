@@ -33,6 +33,7 @@ from netrec_jax.eval import metrics as metrics_lib
 from netrec_jax.models.autorec import SparseAutoencoder, SparseRows, decoder_params
 from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
+from netrec_jax.train import epochs as epochs_lib
 from netrec_jax.train import input_pipeline, state as state_lib
 
 ROW_MODELS = ("autorec", "deep_ae")
@@ -215,41 +216,20 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   step = jax.jit(step, in_shardings=(replicated, replicated, sharding, replicated),
                  out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
   # XLA's CPU collectives can deadlock when several multi-device steps are in flight.
-  serialize = jax.devices()[0].platform == "cpu" and jax.device_count() > 1
-
-  checkpoints = ckpt_lib.Checkpoints(workdir)
-  first_epoch, best, patience_left = 0, None, config.train.early_stopping_patience
-  if config.train.resume and checkpoints.has("latest"):
-    meta = checkpoints.read_meta("latest")
-    ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint,
-                              checkpoints.root / "latest")
-    tree, meta = checkpoints.restore("latest", _abstract(s["init"], replicated))
-    params, opt_state = tree["params"], tree["opt_state"]
-    first_epoch = int(meta["epoch"]) + 1
-    best = tuple(meta["best"]) if meta.get("best") else None
-    patience_left = meta.get("patience_left", patience_left)
-    logging.info("resuming %s after epoch %d", workdir, first_epoch)
-  else:
+  runs = epochs_lib.EpochCheckpoints(workdir, config, store, split, metric="rmse",
+                                     lower_is_better=True,
+                                     extra_meta={"global_mean": global_mean})
+  serialize = runs.serialize
+  tree = runs.resume(_abstract(s["init"], replicated))
+  if tree is None:
     tree = jax.device_put(s["init"](config.seed), replicated)
-    params, opt_state = tree["params"], tree["opt_state"]
-    (workdir / "metrics.jsonl").unlink(missing_ok=True)
-
-  def save(which: str, epoch: int, params, opt_state, value) -> None:
-    tree = {"params": params, "opt_state": opt_state, "step": jnp.asarray(epoch, jnp.int32)}
-    meta = {"config": config.to_dict(), "epoch": epoch, "step": epoch, "valid_rmse": value,
-            "store_fingerprint": store.fingerprint, "split": split.name,
-            "protocol": split.protocol, "global_mean": global_mean, "best": best,
-            "patience_left": patience_left}
-    checkpoints.save(which, epoch, tree, meta)
-    if serialize:
-      checkpoints.wait()
+  params, opt_state = tree["params"], tree["opt_state"]
 
   # ---- Epochs: rows shuffled per epoch (seeded by epoch, so a resumed run sees the same order).
   train_entities = np.flatnonzero(train_index.lengths(np.arange(train_index.n_entities)) > 0)
-  lo_hi = store.rating_range
   epochs_run = 0
-  for epoch in range(first_epoch, config.train.epochs):
-    if patience_left <= 0 and config.train.early_stopping_patience > 0:
+  for epoch in range(runs.first_epoch, config.train.epochs):
+    if runs.stop_early():
       break
     t0 = time.time()
     batches = epoch_batches(train_entities, train_index.lengths(train_entities), batch_rows,
@@ -281,22 +261,16 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
         f.write(json.dumps(record) + "\n")
     logging.info("epoch %d/%d: train loss %.4f, valid rmse %s, %.0f rows/s", epoch + 1,
                  config.train.epochs, train_loss, valid.get("rmse"), record["rows_per_s"])
-    improved = valid.get("rmse") is not None and (
-        best is None or valid["rmse"] < best[1] - config.train.min_delta)
-    if improved:
-      best, patience_left = (epoch, valid["rmse"]), config.train.early_stopping_patience
-      save("best", epoch, params, opt_state, valid["rmse"])
-    else:
-      patience_left -= 1
-    save("latest", epoch, params, opt_state, valid.get("rmse"))
+    runs.end_epoch(epoch, {"params": params, "opt_state": opt_state,
+                           "step": jnp.asarray(epoch, jnp.int32)}, valid.get("rmse"))
     epochs_run += 1
-  checkpoints.close()
+  runs.close()
 
   recommender = load_recommender(workdir)
   final = recommender.evaluate_splits()
   log = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()
          if line] if (workdir / "metrics.jsonl").is_file() else []
-  final.update(best_epoch=best[0] if best else None, epochs_run=epochs_run,
+  final.update(best_epoch=runs.best_epoch, epochs_run=epochs_run,
                train_seconds=time.time() - t_start,
                rows_per_s=float(np.median([r["rows_per_s"] for r in log])) if log else None,
                ratings_per_s=float(np.median([r["ratings_per_s"] for r in log])) if log else None)
@@ -420,21 +394,7 @@ def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best
   With `config`, the checkpoint must fit it (same store fingerprint and model); its data
   section says where the store is now.
   """
-  import ml_collections
-  checkpoints = ckpt_lib.Checkpoints(workdir)
-  if not checkpoints.has(which):
-    which = "latest"
-  meta = checkpoints.read_meta(which)
-  if meta is None:
-    raise ckpt_lib.CheckpointError(f"{workdir}: no checkpoints found under {checkpoints.root}")
-  saved = ml_collections.ConfigDict(meta["config"])
-  if config is not None:
-    store = datasets.open_or_build(config.data)
-    ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint,
-                              checkpoints.root / which)
-    with saved.unlocked():
-      saved.data = config.data
-      saved.mesh = config.mesh
+  checkpoints, which, meta, saved = epochs_lib.open_run(workdir, config, which)
   s = _setup(saved, global_mean=meta["global_mean"])
   if s["store"].fingerprint != meta["store_fingerprint"]:
     raise ckpt_lib.CheckpointError(

@@ -43,6 +43,7 @@ from netrec_jax.eval import evaluator
 from netrec_jax.models.bert4rec import PAD, Bert4Rec, attention_dtype, cloze_loss, mask_token
 from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
+from netrec_jax.train import epochs as epochs_lib
 from netrec_jax.train import input_pipeline
 from netrec_jax.train import state as state_lib
 
@@ -256,44 +257,21 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   step = jax.jit(step, in_shardings=(replicated, replicated, sharding, replicated),
                  out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
   scorer = _scorer(model, mesh)
-  # XLA's CPU collectives can deadlock when several multi-device steps are in flight.
-  serialize = jax.devices()[0].platform == "cpu" and jax.device_count() > 1
-
   # ---- Resume from `latest`, or start from scratch.
-  checkpoints = ckpt_lib.Checkpoints(workdir)
-  first_epoch, best, patience_left = 0, None, config.train.early_stopping_patience
-  if config.train.resume and checkpoints.has("latest"):
-    meta = checkpoints.read_meta("latest")
-    ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint,
-                              checkpoints.root / "latest")
-    _check_architecture(meta, config, checkpoints.root / "latest")
-    tree, meta = checkpoints.restore("latest", _abstract(s["init"], replicated))
-    params, opt_state = tree["params"], tree["opt_state"]
-    first_epoch = int(meta["epoch"]) + 1
-    best = tuple(meta["best"]) if meta.get("best") else None
-    patience_left = meta.get("patience_left", patience_left)
-    logging.info("resuming %s after epoch %d", workdir, first_epoch)
-  else:
+  runs = epochs_lib.EpochCheckpoints(workdir, config, store, split, metric="ndcg@10",
+                                     lower_is_better=False, check=_check_architecture)
+  serialize = runs.serialize
+  tree = runs.resume(_abstract(s["init"], replicated))
+  if tree is None:
     tree = jax.device_put(s["init"](config.seed), replicated)
-    params, opt_state = tree["params"], tree["opt_state"]
-    (workdir / "metrics.jsonl").unlink(missing_ok=True)
-
-  def save(which: str, epoch: int, params, opt_state, value) -> None:
-    tree = {"params": params, "opt_state": opt_state, "step": jnp.asarray(epoch, jnp.int32)}
-    meta = {"config": config.to_dict(), "epoch": epoch, "step": epoch,
-            "valid_ndcg@10": value, "store_fingerprint": store.fingerprint,
-            "split": split.name, "protocol": split.protocol, "best": best,
-            "patience_left": patience_left}
-    checkpoints.save(which, epoch, tree, meta)
-    if serialize:
-      checkpoints.wait()
+  params, opt_state = tree["params"], tree["opt_state"]
 
   valid_data = evaluator.prepare(store, _part_as_test(split, "valid"), relevance_threshold=None)
   train_users = np.flatnonzero(sequences.lengths() > 0)
   n_train = int(sequences.lengths().sum())
   epochs_run, pending = 0, []
-  for epoch in range(first_epoch, seq_cfg.epochs):
-    if patience_left <= 0 and config.train.early_stopping_patience > 0:
+  for epoch in range(runs.first_epoch, seq_cfg.epochs):
+    if runs.stop_early():
       break
     # ---- Epoch: users shuffled and masks drawn from (seed, epoch), so a resume replays them.
     t0 = time.time()
@@ -325,13 +303,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
                                         sequences=sequences)
       valid = _full_ranking(recommender, valid_data, seq_cfg.eval_batch_users)
       record.update({f"valid_{k}": v for k, v in valid.items() if k != "protocol"})
-      improved = best is None or valid["ndcg@10"] > best[1] + config.train.min_delta
-      if improved:
-        best, patience_left = (epoch, valid["ndcg@10"]), config.train.early_stopping_patience
-        save("best", epoch, params, opt_state, valid["ndcg@10"])
-      else:
-        patience_left -= 1
-      save("latest", epoch, params, opt_state, valid["ndcg@10"])
+      runs.end_epoch(epoch, {"params": params, "opt_state": opt_state,
+                             "step": jnp.asarray(epoch, jnp.int32)}, valid["ndcg@10"])
       logging.info("epoch %d/%d: train loss %.4f, valid ndcg@10 %.4f hr@10 %.4f (loo_full), "
                    "%.0f users/s", epoch + 1, seq_cfg.epochs, train_loss, valid["ndcg@10"],
                    valid["hit_rate@10"], record["users_per_s"])
@@ -346,13 +319,13 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
         f.writelines(json.dumps(r) + "\n" for r in pending)
       pending = []
     epochs_run += 1
-  checkpoints.close()
+  runs.close()
 
   recommender = load_recommender(workdir)
   final = recommender.evaluate_splits()
   log = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()
          if line] if (workdir / "metrics.jsonl").is_file() else []
-  final.update(best_epoch=best[0] if best else None, epochs_run=epochs_run,
+  final.update(best_epoch=runs.best_epoch, epochs_run=epochs_run,
                train_seconds=time.time() - t_start,
                users_per_s=float(np.median([r["users_per_s"] for r in log])) if log else None)
   if jax.process_index() == 0:
@@ -451,22 +424,10 @@ def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best
   With `config`, the checkpoint must fit it (same store, model and architecture); its data
   and mesh sections say where the store is now and which devices to use.
   """
-  import ml_collections
-  checkpoints = ckpt_lib.Checkpoints(workdir)
-  if not checkpoints.has(which):
-    which = "latest"
-  meta = checkpoints.read_meta(which)
-  if meta is None:
-    raise ckpt_lib.CheckpointError(f"{workdir}: no checkpoints found under {checkpoints.root}")
-  saved = ml_collections.ConfigDict(meta["config"])
+  checkpoints, which, meta, saved = epochs_lib.open_run(workdir, config, which,
+                                                        check=_check_architecture)
   if config is not None:
-    store = datasets.open_or_build(config.data)
-    ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint,
-                              checkpoints.root / which)
-    _check_architecture(meta, config, checkpoints.root / which)
     with saved.unlocked():
-      saved.data = config.data
-      saved.mesh = config.mesh
       saved.sequence.eval_batch_users = config.sequence.eval_batch_users
   s = _setup(saved)
   if s["store"].fingerprint != meta["store_fingerprint"]:
