@@ -1,4 +1,5 @@
-"""Content, hybrid, MF and Surprise SVD on MovieLens 100K fold u1, with a cold-start breakdown.
+"""Content, hybrid, MF, NeuMF, the YouTube-style DNN and Surprise SVD on MovieLens 100K fold
+u1 (one table: the DNN's rating head beside MF and NCF), with a cold-start breakdown.
 
   python launch.py --experiment=compare_content_ml100k --mode=compare \\
       --workdir=runs/compare_content_ml100k           # overall table (common evaluator)
@@ -12,13 +13,18 @@ content scores do not depend on ratings. Measured: 3 min wall (32 s CPU) for the
 run on a busy 2-core machine, 35 s for the report restoring those models.
 """
 
-from experiments import content_ml100k
+from experiments import content_ml100k, youtube_dnn_ml100k
 
 
 def get_config():
   config = content_ml100k.get_config()
   config.name = "compare_content_ml100k"
-  config.compare.models = "content,content@hybrid,mf,surprise_svd"
-  config.compare.model_overrides = "content@hybrid:content.mode=hybrid"
+  config.youtube = youtube_dnn_ml100k.get_config().youtube
+  config.compare.models = "content,content@hybrid,mf,neumf,youtube_dnn,surprise_svd"
+  config.compare.model_overrides = (
+      "content@hybrid:content.mode=hybrid;"
+      "neumf:model.dropout=0.1;"  # as compare_ml100k
+      "youtube_dnn:optimizer.lr=2e-3,optimizer.weight_decay=1e-4,train.epochs=30,"
+      "train.early_stopping_patience=4")  # as youtube_dnn_ml100k
   config.compare.folds = ""
   return config

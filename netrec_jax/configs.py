@@ -65,7 +65,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.ae_input_dropout = 0.0  # deep AE: denoising dropout on observed inputs
   config.model.ae_refeed = False  # deep AE: dense re-feeding (Kuchaiev & Ginsburg 2017)
   config.model.weight_l2 = 1e-4  # row models: L2 on weights (added to the gradient)
-  config.model.row_batch = 256  # rows per batch for row models
+  config.model.row_batch = 256  # rows per batch for row models (at most)
+  # ... and at most this many padded (row x width) cells per batch: memory ~ cells x hidden.
+  config.model.row_batch_entries = 1 << 19
 
   # Each family below keeps its own fields in its own section (netrec_jax/train/families.py).
   # --- Graph models: gcmc | lightgcn as model.name (netrec_jax/train/graph.py).

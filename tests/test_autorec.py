@@ -240,3 +240,19 @@ def test_row_recommender_scores_agree_with_predictions_and_the_evaluator(tmp_pat
   else:
     with pytest.raises(ValueError, match="user-based model"):
       recommender.fold_in(np.array([0]), np.array([5.0]))
+
+
+def test_row_batching_caps_cells_and_pads_to_few_shapes():
+  from netrec_jax.train.rows import RowBatching, bucket_width, epoch_batches
+  batching = RowBatching(rows=64, entries=4096, multiple=4)
+  lengths = np.array([3] * 100 + [2000] * 5 + [40] * 30)
+  spans = batching.spans(lengths)
+  assert spans[0][0] == 0 and spans[-1][1] == len(lengths)
+  assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # consecutive, nothing lost
+  for lo, hi in spans:
+    cells = batching.padded_rows(hi - lo) * bucket_width(lengths[lo:hi].max())
+    assert hi - lo <= 64 and (cells <= 4096 or hi - lo == 1)
+  assert batching.padded_rows(5) == 8 and batching.padded_rows(1) == 4
+  entities = np.arange(len(lengths))
+  batches = epoch_batches(entities, lengths, batching, np.random.default_rng(0))
+  np.testing.assert_array_equal(np.sort(np.concatenate(batches)), entities)

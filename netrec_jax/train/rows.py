@@ -14,6 +14,7 @@ evaluator interface (RowRecommender), which is how comparisons and launch.py's e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -44,11 +45,43 @@ def bucket_width(length: int, smallest: int = 8) -> int:
   return max(smallest, 1 << max(0, int(length) - 1).bit_length())
 
 
-def _pad_rows(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-  """Pads to `size` rows (a multiple of the data devices) and a bucketed width."""
-  pad = size - batch["index"].shape[0]
-  width = bucket_width(batch["index"].shape[1])
-  return {k: np.pad(v, ((0, pad), (0, width - v.shape[1]))) for k, v in batch.items()}
+@dataclasses.dataclass(frozen=True)
+class RowBatching:
+  """How rows are grouped: at most `rows` per batch and at most `entries` padded cells.
+
+  A batch of padded-sparse rows costs rows x width x hidden floats in the encoder's gather and
+  the decoder's (and as much again in their gradients), with the width set by the longest row.
+  On Netflix-like data one popular movie has 100k+ ratings, so a fixed row count would blow up
+  memory; the cell budget shrinks such batches instead. Row counts and widths are padded to
+  powers of two (rows also to a multiple of the data devices): few shapes, few compiles.
+  """
+
+  rows: int  # a multiple of `multiple`
+  entries: int
+  multiple: int = 1
+
+  def padded_rows(self, n: int) -> int:
+    size = max(self.multiple, 1 << max(0, n - 1).bit_length())
+    return min(-(-size // self.multiple) * self.multiple, self.rows)
+
+  def pad(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    pad = self.padded_rows(batch["index"].shape[0]) - batch["index"].shape[0]
+    width = bucket_width(batch["index"].shape[1])
+    return {k: np.pad(v, ((0, pad), (0, width - v.shape[1]))) for k, v in batch.items()}
+
+  def spans(self, lengths: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive [lo, hi) batches over rows of these lengths, in the given order."""
+    out, lo, longest = [], 0, 0
+    for k, length in enumerate(np.asarray(lengths).tolist()):
+      grown = max(longest, length)
+      if k > lo and (k - lo + 1 > self.rows or
+                     self.padded_rows(k - lo + 1) * bucket_width(grown) > self.entries):
+        out.append((lo, k))
+        lo, grown = k, length
+      longest = grown
+    if lo < len(lengths):
+      out.append((lo, len(lengths)))
+    return out
 
 
 def _model(config, n_columns: int, global_mean: float) -> SparseAutoencoder:
@@ -67,21 +100,23 @@ def _optimizer(config) -> optax.GradientTransformation:
                      optax.adam(config.optimizer.lr))
 
 
-def epoch_batches(entities: np.ndarray, lengths: np.ndarray, batch_rows: int,
+def epoch_batches(entities: np.ndarray, lengths: np.ndarray, batching: RowBatching,
                   rng: np.random.Generator, window_batches: int = 32) -> list[np.ndarray]:
   """One epoch's batches: shuffled, then sorted by row length within windows of batches.
 
   Rows are padded to the longest row of their batch; with long-tailed activity a random batch
   pads every row to the one popular item's length. Sorting within windows of `window_batches`
   batches keeps similar lengths together (far less padding) while the batch order stays random.
+  entities must be sorted (lengths are looked up by searchsorted).
   """
   order = entities[rng.permutation(len(entities))]
-  window = batch_rows * window_batches
+  window = batching.rows * window_batches
   for lo in range(0, len(order), window):
     chunk = order[lo:lo + window]
     order[lo:lo + window] = chunk[np.argsort(lengths[np.searchsorted(entities, chunk)],
                                              kind="stable")]
-  batches = [order[k:k + batch_rows] for k in range(0, len(order), batch_rows)]
+  spans = batching.spans(lengths[np.searchsorted(entities, order)])
+  batches = [order[lo:hi] for lo, hi in spans]
   return [batches[k] for k in rng.permutation(len(batches))]
 
 
@@ -91,19 +126,20 @@ def make_encoder(model: SparseAutoencoder) -> Callable:
 
 
 def encode_rows(encode: Callable, params, train_index: SparseRows, entities: np.ndarray,
-                batch_rows: int) -> np.ndarray:
+                batching: RowBatching) -> np.ndarray:
   """Codes [len(entities), H] of rows built from their training ratings."""
-  out = []
-  for lo in range(0, len(entities), batch_rows):
-    chunk = entities[lo:lo + batch_rows]
-    out.append(np.asarray(encode(params, _pad_rows(train_index.batch(chunk), batch_rows))
-                          )[:len(chunk)])
   width = decoder_params(params)[0].shape[1]
-  return np.concatenate(out) if out else np.zeros((0, width), np.float32)
+  out = np.zeros((len(entities), width), np.float32)
+  order = np.argsort(train_index.lengths(entities), kind="stable")  # similar lengths together
+  for lo, hi in batching.spans(train_index.lengths(entities[order])):
+    chunk = order[lo:hi]
+    out[chunk] = np.asarray(encode(params, batching.pad(train_index.batch(entities[chunk]))
+                                   ))[:len(chunk)]
+  return out
 
 
 def predict_pairs(encode: Callable, params, train_index: SparseRows, users: np.ndarray,
-                  items: np.ndarray, side: str, batch_rows: int, global_mean: float
+                  items: np.ndarray, side: str, batching: RowBatching, global_mean: float
                   ) -> np.ndarray:
   """Predictions for pairs: encode each row's training ratings, read the other column.
 
@@ -117,10 +153,10 @@ def predict_pairs(encode: Callable, params, train_index: SparseRows, users: np.n
   order = np.argsort(inverse, kind="stable")
   bounds = np.searchsorted(inverse[order], np.arange(len(unique_rows) + 1))
   out = np.empty(len(row_ids), np.float64)
-  chunk = 16 * batch_rows
+  chunk = 16 * batching.rows
   for lo in range(0, len(unique_rows), chunk):
     hi = min(lo + chunk, len(unique_rows))
-    codes = encode_rows(encode, params, train_index, unique_rows[lo:hi], batch_rows)
+    codes = encode_rows(encode, params, train_index, unique_rows[lo:hi], batching)
     pairs = order[bounds[lo]:bounds[hi]]
     out[pairs] = (np.einsum("ph,ph->p", codes[inverse[pairs] - lo], weights[columns[pairs]])
                   + bias[columns[pairs]] + global_mean)
@@ -145,6 +181,8 @@ def _setup(config, global_mean: float | None = None) -> dict[str, Any]:
   mesh = state_lib.make_mesh(config.mesh)
   data_devices = mesh.shape[state_lib.DATA]
   batch_rows = -(-config.model.row_batch // data_devices) * data_devices
+  batching = RowBatching(batch_rows, max(config.model.row_batch_entries, batch_rows),
+                         data_devices)
   tx = _optimizer(config)
   train_index = SparseRows(store, rows["train"], side)
   dummy = train_index.batch(np.arange(1))
@@ -157,7 +195,7 @@ def _setup(config, global_mean: float | None = None) -> dict[str, Any]:
 
   return dict(store=store, split=split, rows=rows, side=side, global_mean=global_mean,
               train_index=train_index,
-              model=model, mesh=mesh, batch_rows=batch_rows, tx=tx, init=init)
+              model=model, mesh=mesh, batching=batching, tx=tx, init=init)
 
 
 def _abstract(init, sharding):
@@ -174,21 +212,19 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   s = _setup(config)
   store, split, rows, side, model, tx = (s[k] for k in ("store", "split", "rows", "side",
                                                          "model", "tx"))
-  global_mean, batch_rows, mesh = s["global_mean"], s["batch_rows"], s["mesh"]
+  global_mean, batching, mesh = s["global_mean"], s["batching"], s["mesh"]
   train_index, encode = s["train_index"], make_encoder(model)
   replicated = NamedSharding(mesh, P())
   sharding = input_pipeline.batch_sharding(mesh)
   refeed = config.model.ae_refeed
 
-  # Squared errors are summed and divided by the mean number of ratings per batch, not by this
-  # batch's count: batches are length-sorted (epoch_batches), and a per-batch mean would give a
-  # batch of rarely rated rows as much weight as one of popular rows. This way every training
-  # rating weighs the same over an epoch, as in AutoRec's summed objective.
+  # Squared errors are summed and divided by the epoch's mean number of ratings per batch, not
+  # by this batch's count: batches are length-sorted (epoch_batches), and a per-batch mean
+  # would give a batch of rarely rated rows as much weight as one of popular rows. This way
+  # every training rating weighs the same over an epoch, as in AutoRec's summed objective.
   n_train_ratings = len(rows["train"])
-  n_entities_trained = int((train_index.lengths(np.arange(train_index.n_entities)) > 0).sum())
-  ratings_per_batch = n_train_ratings / max(1, -(-n_entities_trained // batch_rows))
 
-  def update(params, opt_state, index, value, mask, key, normalizer=ratings_per_batch):
+  def update(params, opt_state, index, value, mask, key, normalizer):
     def loss_fn(p):
       pred = model.apply(p, index, value, mask, index, train=True, rngs={"dropout": key})
       return jnp.sum(mask * jnp.square(pred - value)) / normalizer
@@ -196,9 +232,9 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  def step(params, opt_state, batch, key):
+  def step(params, opt_state, batch, key, ratings_per_batch):
     params, opt_state, loss = update(params, opt_state, batch["index"], batch["value"],
-                                     batch["mask"], key)
+                                     batch["mask"], key, ratings_per_batch)
     if refeed:
       # Kuchaiev & Ginsburg 2017: the dense reconstruction f(x) is a fixed point to aim for,
       # so f(f(x)) is trained towards f(x) over every column, in a second update.
@@ -213,9 +249,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
                                     normalizer=jnp.maximum(has_row.sum() * model.n_columns, 1.0))
     return params, opt_state, loss
 
-  step = jax.jit(step, in_shardings=(replicated, replicated, sharding, replicated),
+  step = jax.jit(step, in_shardings=(replicated, replicated, sharding, replicated, replicated),
                  out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
-  # XLA's CPU collectives can deadlock when several multi-device steps are in flight.
   runs = epochs_lib.EpochCheckpoints(workdir, config, store, split, metric="rmse",
                                      lower_is_better=True,
                                      extra_meta={"global_mean": global_mean})
@@ -232,15 +267,17 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
     if runs.stop_early():
       break
     t0 = time.time()
-    batches = epoch_batches(train_entities, train_index.lengths(train_entities), batch_rows,
+    batches = epoch_batches(train_entities, train_index.lengths(train_entities), batching,
                             np.random.default_rng([config.seed, epoch]))
+    ratings_per_batch = jnp.float32(n_train_ratings / len(batches))
     progress = Progress(f"epoch {epoch + 1}/{config.train.epochs}", len(train_entities),
                         unit="rows", every_s=config.train.log_every_s)
     losses, done = [], 0
     for k, entities in enumerate(batches):
-      batch = _pad_rows(train_index.batch(entities), batch_rows)
+      batch = batching.pad(train_index.batch(entities))
       key = jax.random.fold_in(jax.random.PRNGKey(config.seed), epoch * 100003 + k)
-      params, opt_state, loss = step(params, opt_state, jax.device_put(batch, sharding), key)
+      params, opt_state, loss = step(params, opt_state, jax.device_put(batch, sharding), key,
+                                     ratings_per_batch)
       if serialize:
         jax.block_until_ready(loss)
       losses.append(loss)
@@ -250,7 +287,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
     if not np.isfinite(train_loss):
       raise FloatingPointError(f"loss became {train_loss} in epoch {epoch}; nothing saved")
     train_seconds = time.time() - t0
-    valid = _rating_metrics(encode, params, train_index, store, rows["valid"], side, batch_rows,
+    valid = _rating_metrics(encode, params, train_index, store, rows["valid"], side, batching,
                             global_mean)
     record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid.get("rmse"),
               "epoch_seconds": time.time() - t0, "train_seconds": train_seconds,
@@ -279,12 +316,12 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   return final
 
 
-def _rating_metrics(encode, params, train_index, store, part_rows, side, batch_rows,
+def _rating_metrics(encode, params, train_index, store, part_rows, side, batching,
                     global_mean) -> dict[str, Any]:
   if len(part_rows) == 0:
     return {"n": 0}
   users, items = np.take(store.user, part_rows), np.take(store.item, part_rows)
-  pred = predict_pairs(encode, params, train_index, users, items, side, batch_rows, global_mean)
+  pred = predict_pairs(encode, params, train_index, users, items, side, batching, global_mean)
   return metrics_lib.rating_metrics(pred, store.stars(part_rows).astype(np.float64),
                                     store.rating_range)
 
@@ -298,7 +335,7 @@ class RowRecommender:
   """
 
   def __init__(self, model: SparseAutoencoder, params, store, split, train_index: SparseRows,
-               config, which: str, meta: dict[str, Any]):
+               batching: RowBatching, config, which: str, meta: dict[str, Any]):
     self.model, self.params, self.store, self.split, self.config = (model, params, store,
                                                                     split, config)
     self.side = config.model.autorec_side
@@ -309,7 +346,7 @@ class RowRecommender:
     self.rating_note = ""
     self.cold_rule = "training mean for a user or item with no training rating"
     self.train_rows = split.rows("train")
-    self.batch_rows = config.model.row_batch
+    self.batching = batching
     trained_users = np.zeros(store.n_users, bool)
     trained_users[np.take(store.user, self.train_rows)] = True
     trained_items = np.zeros(store.n_items, bool)
@@ -323,11 +360,11 @@ class RowRecommender:
 
   def codes(self, entities: np.ndarray) -> np.ndarray:
     """The decoder's input for each row entity (items for I-AutoRec, users for U-AutoRec)."""
-    return encode_rows(self._encode, self.params, self.train_index, entities, self.batch_rows)
+    return encode_rows(self._encode, self.params, self.train_index, entities, self.batching)
 
   def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     pred = predict_pairs(self._encode, self.params, self.train_index, users, items,
-                         self.side, self.batch_rows, self.global_mean)
+                         self.side, self.batching, self.global_mean)
     cold = ~(self.trained["user"][users] & self.trained["item"][items])
     pred[cold] = self.global_mean
     return pred
@@ -403,7 +440,7 @@ def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best
   tree, meta = checkpoints.restore(which, jax.eval_shape(s["init"]))
   checkpoints.close()
   return RowRecommender(s["model"], tree["params"], s["store"], s["split"], s["train_index"],
-                        saved, which, meta)
+                        s["batching"], saved, which, meta)
 
 
 def load_row_model(workdir: str | os.PathLike, which: str = "best"):
