@@ -207,3 +207,15 @@ def base_config() -> ml_collections.ConfigDict:
   config.eda = True  # write EDA plots and summary.md into WORKDIR/eda
   config.eda_top_k = 20  # movies listed in the summary
   return config
+
+
+def from_checkpoint(saved: dict) -> ml_collections.ConfigDict:
+  """A config saved with a checkpoint, on top of today's defaults.
+
+  Fields added to netrec_jax after the checkpoint was written take their defaults (which
+  reproduce the old behaviour), so old runs stay restorable as the config grows.
+  """
+  config = base_config()
+  with config.unlocked():
+    config.update(saved)
+  return config

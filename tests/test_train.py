@@ -311,3 +311,13 @@ def test_two_processes_train_like_one(store_root, tmp_path):
   for part in ("valid", "test"):
     for metric in ("rmse", "mae"):
       assert abs(two[part][metric] - one[part][metric]) < 1e-5, (part, metric, one, two)
+
+
+def test_a_checkpoint_config_missing_newer_fields_restores_with_defaults():
+  saved = configs.base_config().to_dict()
+  del saved["model"]["row_batch_entries"]
+  del saved["graph"]
+  restored = configs.from_checkpoint(json.loads(json.dumps(saved)))
+  assert restored.model.row_batch_entries == configs.base_config().model.row_batch_entries
+  assert restored.model.mlp_layers == (64, 32, 16, 8)  # JSON lists back to tuples
+  assert "layers" in restored.graph

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from netrec_jax import configs
 from netrec_jax.data import datasets
 from netrec_jax.data.store import RatingStore, atomic_write_text
 from netrec_jax.eval import metrics as metrics_lib
@@ -432,12 +433,11 @@ def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best
   With `config`, the run must match it (same store fingerprint, same content settings); its
   data section says where the store is now.
   """
-  import ml_collections
   path = Path(workdir) / MODEL_FILE
   if not path.is_file():
     raise FileNotFoundError(f"{workdir}: no {MODEL_FILE} (not a content run, or unfinished)")
   saved = json.loads(path.read_text())
-  run_config = ml_collections.ConfigDict(saved["config"])
+  run_config = configs.from_checkpoint(saved["config"])
   if config is not None:
     if config.to_dict().get("content") != saved["config"].get("content"):
       raise ValueError(f"{path}: content settings differ from the config: saved "

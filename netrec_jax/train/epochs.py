@@ -14,6 +14,7 @@ import jax
 import ml_collections
 from absl import logging
 
+from netrec_jax import configs
 from netrec_jax.train import checkpoint as ckpt_lib
 
 # check(meta, config, where) -> None, raising CheckpointError for a family-specific mismatch.
@@ -119,7 +120,7 @@ def open_run(workdir: str | os.PathLike, config=None, which: str = "best",
   if meta is None:
     checkpoints.close()
     raise ckpt_lib.CheckpointError(f"{workdir}: no checkpoints found under {checkpoints.root}")
-  saved = ml_collections.ConfigDict(meta["config"])
+  saved = configs.from_checkpoint(meta["config"])
   if config is not None:
     from netrec_jax.data import datasets
     store = datasets.open_or_build(config.data)

@@ -28,7 +28,7 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from netrec_jax import models
+from netrec_jax import configs, models
 from netrec_jax.data import datasets, features
 from netrec_jax.data.splits import Split
 from netrec_jax.data.store import RatingStore, atomic_write_text
@@ -647,7 +647,7 @@ def load_recommender(workdir: str | os.PathLike, config: ml_collections.ConfigDi
   if not checkpoints.has(which):
     which = "latest"
   meta = checkpoints.read_meta(which)
-  saved = ml_collections.ConfigDict(meta["config"])
+  saved = configs.from_checkpoint(meta["config"])
   if config is not None:  # where the data is and how to run may differ; the model may not
     store = datasets.open_or_build(config.data)
     ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint,
@@ -674,7 +674,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, restore_from: str | o
     raise ckpt_lib.CheckpointError(f"{restore_from}: no checkpoints found under "
                                    f"{checkpoints.root}")
   meta = checkpoints.read_meta(which)
-  saved = ml_collections.ConfigDict(meta["config"])
+  saved = configs.from_checkpoint(meta["config"])
   store = datasets.open_or_build(config.data)
   ckpt_lib.check_compatible(meta, config.to_dict(), store.fingerprint, checkpoints.root / which)
   # Evaluate with the run's own config (same eval batches), on the data this config names.
