@@ -11,8 +11,8 @@ since the Prize files are not shipped. Users under 25 ratings are dropped (sourc
 Train on ratings before 2005-01-01 (the latest 5% of them validate), test on the rest; test
 ratings >= 4 are relevant. Each step propagates over the whole training graph, so CPU runs use
 large BPR batches; on the real 100M-edge graph graph.edge_chunk bounds the message buffer.
-Not run at the default size yet; a 150k-rating smoke run (--config.data.synthetic.n_users=3000
---config.data.synthetic.n_ratings=150000 --config.train.epochs=2) takes 8 s.
+At the default size: 2 min 45 s on 2 CPU cores, Recall@20 0.0656 vs implicit ALS 0.0340 on
+the same split (BUILD_NOTES.md).
 """
 
 from netrec_jax import configs
