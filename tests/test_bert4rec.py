@@ -165,6 +165,12 @@ def test_sharded_training_equals_single_device_and_restores(tmp_path):
     results.append(sequence.train_and_evaluate(config, tmp_path / f"run{data_axis}"))
     restored = sequence.load_recommender(tmp_path / f"run{data_axis}", config)
     scores.append(restored.score_items(np.arange(40)))
+    # A new user given an existing user's training movies (in order) scores like that user.
+    user = int(np.argmax(restored.sequences.lengths()))
+    history = restored.sequences.of(user) - 1  # tokens are item index + 1
+    np.testing.assert_allclose(restored.fold_in(history, np.ones(len(history))),
+                               scores[-1][user] if user < 40 else
+                               restored.score_items(np.array([user]))[0], atol=1e-5)
     # The restored best checkpoint reproduces the run's final metrics exactly.
     again = restored.evaluate_splits()
     assert again["test"] == results[-1]["test"] and again["valid"] == results[-1]["valid"]

@@ -384,6 +384,24 @@ class SequenceRecommender:
     return (np.concatenate(out) if out
             else np.zeros((0, self.store.n_items), np.float32)).astype(np.float32)
 
+  fold_in_method = ("the given movies, in the order given, as the user's sequence, then "
+                    "[MASK]: one encoder pass (BERT4Rec needs no per-user parameters)")
+
+  def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    """[n_items] next-item scores for a new user who watched `items` (dense indices), in order.
+
+    Stars are not used: BERT4Rec models which movie comes next, not how it is rated.
+    """
+    items = np.asarray(items, np.int64).reshape(-1)
+    if len(items) == 0:
+      raise ValueError("fold_in needs at least one movie")
+    max_len = self.config.sequence.max_len
+    tokens = np.full((self._data_devices, max_len), PAD, np.int32)
+    tokens[:, -1] = mask_token(self.store.n_items)
+    history = (items[-(max_len - 1):] + 1).astype(np.int32) if max_len > 1 else []
+    tokens[:, max_len - 1 - len(history):max_len - 1] = history
+    return np.asarray(self._score(self.params, tokens))[0].astype(np.float32)
+
   def item_vectors(self) -> np.ndarray:
     """The (tied) input/output item embeddings, [n_items, hidden], for similar movies."""
     return np.asarray(self.params["params"]["item_embed"]["embedding"][1:self.store.n_items + 1])
