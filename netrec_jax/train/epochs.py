@@ -6,15 +6,19 @@ The pair-model trainer (trainer.py) predates this and keeps its own step-based v
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 
 from netrec_jax import configs
+from netrec_jax.data.store import atomic_write_text
+from netrec_jax.progress import quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
 
 # check(meta, config, where) -> None, raising CheckpointError for a family-specific mismatch.
@@ -132,3 +136,35 @@ def open_run(workdir: str | os.PathLike, config=None, which: str = "best",
       saved.data = config.data
       saved.mesh = config.mesh
   return checkpoints, which, meta, saved
+
+
+def read_log(workdir: str | os.PathLike) -> list[dict[str, Any]]:
+  """The run's metrics.jsonl records (none when it has not logged yet)."""
+  path = Path(workdir) / "metrics.jsonl"
+  if not path.is_file():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def write_final_metrics(workdir: str | os.PathLike, load_recommender: Callable, *,
+                        rate_keys: tuple[str, ...] = (), **facts: Any) -> dict[str, Any]:
+  """WORKDIR/final_metrics.json: the best checkpoint restored and evaluated exactly as
+  --mode=eval would, plus facts about the run and the median of each per-epoch rate."""
+  final = load_recommender(workdir).evaluate_splits()
+  log = read_log(workdir)
+  final.update(facts)
+  final.update({k: float(np.median([r[k] for r in log])) if log else None for k in rate_keys})
+  if jax.process_index() == 0:
+    atomic_write_text(Path(workdir) / "final_metrics.json", json.dumps(final, indent=2) + "\n")
+  return final
+
+
+def evaluate_checkpoint(load_recommender: Callable, config, restore_from: str | os.PathLike,
+                        workdir: str | os.PathLike, which: str = "best") -> dict[str, Any]:
+  """Restores a run, evaluates it on config's split, writes WORKDIR/final_metrics.json."""
+  quiet_library_logs()
+  result = load_recommender(restore_from, config, which).evaluate_splits()
+  result["restored_from"] = str(restore_from)
+  Path(workdir).mkdir(parents=True, exist_ok=True)
+  atomic_write_text(Path(workdir) / "final_metrics.json", json.dumps(result, indent=2) + "\n")
+  return result

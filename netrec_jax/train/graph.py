@@ -37,7 +37,6 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from netrec_jax.data import datasets
 from netrec_jax.data import splits as splits_lib
-from netrec_jax.data.store import atomic_write_text
 from netrec_jax.eval import evaluator, metrics as metrics_lib
 from netrec_jax.models import graph as graph_lib
 from netrec_jax.progress import Progress, quiet_library_logs
@@ -363,19 +362,12 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   runs.close()
 
   # ---- Final metrics from the best checkpoint, restored.
-  recommender = load_recommender(workdir)
-  final = recommender.evaluate_splits()
-  log = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()
-         if line] if (workdir / "metrics.jsonl").is_file() else []
-  final.update(best_epoch=runs.best_epoch, evaluations=len(log),
-               train_seconds=time.time() - t_start,
-               pairs_per_s=float(np.median([r["pairs_per_s"] for r in log])) if log else None,
-               edges_per_s=float(np.median([r["edges_per_s"] for r in log])) if log else None,
-               graph={"users": store.n_users, "items": store.n_items, "edges": n_edges,
-                      "edge_shards": s["n_data"]})
-  if jax.process_index() == 0:
-    atomic_write_text(workdir / "final_metrics.json", json.dumps(final, indent=2) + "\n")
-  return final
+  return epochs_lib.write_final_metrics(
+      workdir, load_recommender, rate_keys=("pairs_per_s", "edges_per_s"),
+      best_epoch=runs.best_epoch, evaluations=len(epochs_lib.read_log(workdir)),
+      train_seconds=time.time() - t_start,
+      graph={"users": store.n_users, "items": store.n_items, "edges": n_edges,
+             "edge_shards": s["n_data"]})
 
 
 def _eval_params(tree, config):
@@ -574,10 +566,4 @@ def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best
 def evaluate_checkpoint(config, restore_from: str | os.PathLike, workdir: str | os.PathLike,
                         which: str = "best") -> dict[str, Any]:
   """Restores a graph-model run and evaluates it on config's split into WORKDIR."""
-  quiet_library_logs()
-  recommender = load_recommender(restore_from, config, which)
-  result = recommender.evaluate_splits()
-  result["restored_from"] = str(restore_from)
-  Path(workdir).mkdir(parents=True, exist_ok=True)
-  atomic_write_text(Path(workdir) / "final_metrics.json", json.dumps(result, indent=2) + "\n")
-  return result
+  return epochs_lib.evaluate_checkpoint(load_recommender, config, restore_from, workdir, which)

@@ -29,7 +29,6 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from netrec_jax.data import datasets
-from netrec_jax.data.store import atomic_write_text
 from netrec_jax.eval import metrics as metrics_lib
 from netrec_jax.models.autorec import SparseAutoencoder, SparseRows, decoder_params
 from netrec_jax.progress import Progress, quiet_library_logs
@@ -303,17 +302,9 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
     epochs_run += 1
   runs.close()
 
-  recommender = load_recommender(workdir)
-  final = recommender.evaluate_splits()
-  log = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()
-         if line] if (workdir / "metrics.jsonl").is_file() else []
-  final.update(best_epoch=runs.best_epoch, epochs_run=epochs_run,
-               train_seconds=time.time() - t_start,
-               rows_per_s=float(np.median([r["rows_per_s"] for r in log])) if log else None,
-               ratings_per_s=float(np.median([r["ratings_per_s"] for r in log])) if log else None)
-  if jax.process_index() == 0:
-    atomic_write_text(workdir / "final_metrics.json", json.dumps(final, indent=2) + "\n")
-  return final
+  return epochs_lib.write_final_metrics(
+      workdir, load_recommender, rate_keys=("rows_per_s", "ratings_per_s"),
+      best_epoch=runs.best_epoch, epochs_run=epochs_run, train_seconds=time.time() - t_start)
 
 
 def _rating_metrics(encode, params, train_index, store, part_rows, side, batching,
@@ -452,13 +443,7 @@ def load_row_model(workdir: str | os.PathLike, which: str = "best"):
 def evaluate_checkpoint(config, restore_from: str | os.PathLike, workdir: str | os.PathLike,
                         which: str = "best") -> dict[str, Any]:
   """Restores a row-model run and evaluates it on config's split into WORKDIR."""
-  quiet_library_logs()
-  recommender = load_recommender(restore_from, config, which)
-  result = recommender.evaluate_splits()
-  result["restored_from"] = str(restore_from)
-  Path(workdir).mkdir(parents=True, exist_ok=True)
-  atomic_write_text(Path(workdir) / "final_metrics.json", json.dumps(result, indent=2) + "\n")
-  return result
+  return epochs_lib.evaluate_checkpoint(load_recommender, config, restore_from, workdir, which)
 
 
 def recommend_for_new_user(model, params, store, ratings: dict[int, float], k: int = 10

@@ -38,7 +38,7 @@ from jax.sharding import PartitionSpec as P
 
 from netrec_jax.data import datasets
 from netrec_jax.data import splits as splits_lib
-from netrec_jax.data.store import RatingStore, atomic_write_text
+from netrec_jax.data.store import RatingStore
 from netrec_jax.eval import evaluator
 from netrec_jax.models.bert4rec import PAD, Bert4Rec, attention_dtype, cloze_loss, mask_token
 from netrec_jax.progress import Progress, quiet_library_logs
@@ -321,16 +321,9 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
     epochs_run += 1
   runs.close()
 
-  recommender = load_recommender(workdir)
-  final = recommender.evaluate_splits()
-  log = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()
-         if line] if (workdir / "metrics.jsonl").is_file() else []
-  final.update(best_epoch=runs.best_epoch, epochs_run=epochs_run,
-               train_seconds=time.time() - t_start,
-               users_per_s=float(np.median([r["users_per_s"] for r in log])) if log else None)
-  if jax.process_index() == 0:
-    atomic_write_text(workdir / "final_metrics.json", json.dumps(final, indent=2) + "\n")
-  return final
+  return epochs_lib.write_final_metrics(
+      workdir, load_recommender, rate_keys=("users_per_s",), best_epoch=runs.best_epoch,
+      epochs_run=epochs_run, train_seconds=time.time() - t_start)
 
 
 def _full_ranking(recommender, data: evaluator.EvalData, user_batch: int) -> dict[str, Any]:
@@ -461,10 +454,4 @@ def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best
 def evaluate_checkpoint(config, restore_from: str | os.PathLike, workdir: str | os.PathLike,
                         which: str = "best") -> dict[str, Any]:
   """Restores a sequence run and evaluates it on config's split into WORKDIR."""
-  quiet_library_logs()
-  recommender = load_recommender(restore_from, config, which)
-  result = recommender.evaluate_splits()
-  result["restored_from"] = str(restore_from)
-  Path(workdir).mkdir(parents=True, exist_ok=True)
-  atomic_write_text(Path(workdir) / "final_metrics.json", json.dumps(result, indent=2) + "\n")
-  return result
+  return epochs_lib.evaluate_checkpoint(load_recommender, config, restore_from, workdir, which)
