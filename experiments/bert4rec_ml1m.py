@@ -18,25 +18,19 @@ steps) so fewer epochs suffice. Sized for a GPU (attention runs in bfloat16 ther
 trained on the 2 shared CPU cores of the build machine (see BUILD_NOTES.md).
 """
 
-from experiments import ml1m
+from experiments import bert4rec_ml100k, ml1m
 
 
 def get_config():
   config = ml1m.get_config()
+  reference = bert4rec_ml100k.get_config()
   config.name = "bert4rec_ml1m"
-  config.split.kind = "loo"
-  config.split.loo_n_valid = 1
+  config.split = reference.split  # leave-last-out, one validation item
   config.model.name = "bert4rec"
-  config.sequence.max_len = 200
-  config.sequence.mask_prob = 0.2
-  config.sequence.hidden = 64
-  config.sequence.layers = 2
-  config.sequence.heads = 2
-  config.sequence.dropout = 0.1
+  config.sequence = reference.sequence  # the paper's architecture ...
+  config.sequence.max_len = 200  # ... with its ML-1M sequence length
   config.sequence.batch_users = 256
-  config.sequence.lr = 1e-3
   config.sequence.epochs = 200
-  config.sequence.eval_every = 10
   config.train.early_stopping_patience = 3  # validation checks without improvement
   config.eda = False
   return config

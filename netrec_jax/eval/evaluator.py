@@ -44,6 +44,20 @@ class Recommender(Protocol):
     ...
 
 
+def check_fold_in_input(items: np.ndarray, stars: np.ndarray, n_items: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+  """A new user's (dense movie indices, stars) as flat arrays, or a ValueError saying why not."""
+  items = np.asarray(items, np.int64).reshape(-1)
+  stars = np.asarray(stars, np.float64).reshape(-1)
+  if len(items) == 0:
+    raise ValueError("fold_in needs at least one (movie, stars) pair")
+  if len(items) != len(stars):
+    raise ValueError(f"fold_in got {len(items)} movies but {len(stars)} ratings")
+  if items.min() < 0 or items.max() >= n_items:
+    raise ValueError(f"fold_in: dense movie indices must be in [0, {n_items})")
+  return items, stars
+
+
 @dataclasses.dataclass
 class EvalData:
   """What every evaluation on one split needs, computed once and shared by all models."""

@@ -43,6 +43,7 @@ import scipy.sparse as sp
 from netrec_jax import configs
 from netrec_jax.data import datasets
 from netrec_jax.data.store import RatingStore, atomic_write_text
+from netrec_jax.eval import evaluator
 from netrec_jax.eval import metrics as metrics_lib
 
 MODEL_FILE = "content_model.json"
@@ -251,14 +252,7 @@ class ContentRecommender:
 
   def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
     """[n_items] calibrated scores for a new user who rated `items` (dense ids) `stars`."""
-    items = np.asarray(items, np.int64).reshape(-1)
-    stars = np.asarray(stars, np.float64).reshape(-1)
-    if len(items) == 0:
-      raise ValueError("fold_in needs at least one (movie, stars) pair")
-    if len(items) != len(stars):
-      raise ValueError(f"fold_in got {len(items)} movies but {len(stars)} ratings")
-    if items.min() < 0 or items.max() >= self.store.n_items:
-      raise ValueError(f"fold_in: dense movie indices must be in [0, {self.store.n_items})")
+    items, stars = evaluator.check_fold_in_input(items, stars, self.store.n_items)
     row = sp.csr_matrix((stars, (np.zeros(len(items), int), items)),
                         shape=(1, self.store.n_items))
     profile = profile_weights(row, self.config.content.profile_weighting) @ self.vectors

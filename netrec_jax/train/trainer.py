@@ -32,6 +32,7 @@ from netrec_jax import configs, models
 from netrec_jax.data import datasets, features
 from netrec_jax.data.splits import Split
 from netrec_jax.data.store import RatingStore, atomic_write_text
+from netrec_jax.eval import evaluator
 from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
 from netrec_jax.train import input_pipeline, sparse, state as state_lib, steps
@@ -546,21 +547,9 @@ class JaxRecommender:
 
     return score
 
-  def _check_fold_in_input(self, items: np.ndarray, stars: np.ndarray
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    items = np.asarray(items, np.int64).reshape(-1)
-    stars = np.asarray(stars, np.float64).reshape(-1)
-    if len(items) == 0:
-      raise ValueError("fold_in needs at least one (movie, stars) pair")
-    if len(items) != len(stars):
-      raise ValueError(f"fold_in got {len(items)} movies but {len(stars)} ratings")
-    if items.min() < 0 or items.max() >= self.store.n_items:
-      raise ValueError(f"fold_in: dense movie indices must be in [0, {self.store.n_items})")
-    return items, stars
-
   def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
     """[n_items] scores for a new user who rated `items` (dense indices) with `stars`."""
-    items, stars = self._check_fold_in_input(items, stars)
+    items, stars = evaluator.check_fold_in_input(items, stars, self.store.n_items)
     if self.exp.config.model.name == "mf" and self.exp.config.task == "explicit":
       user_rows = self._ridge_user_rows(items, stars)
     else:

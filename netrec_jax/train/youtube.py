@@ -35,6 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from netrec_jax.data import datasets
 from netrec_jax.data.store import RatingStore
+from netrec_jax.eval import evaluator
 from netrec_jax.eval import metrics as metrics_lib
 from netrec_jax.models.youtube import YouTubeDNN, full_softmax_loss, sampled_softmax_loss
 from netrec_jax.progress import Progress, quiet_library_logs
@@ -486,14 +487,7 @@ class YouTubeRecommender:
 
   def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
     """[n_items] candidate scores for a new user who rated `items` (dense ids) with `stars`."""
-    items = np.asarray(items, np.int64).reshape(-1)
-    stars = np.asarray(stars, np.float64).reshape(-1)
-    if len(items) == 0:
-      raise ValueError("fold_in needs at least one (movie, stars) pair")
-    if len(items) != len(stars):
-      raise ValueError(f"fold_in got {len(items)} movies but {len(stars)} ratings")
-    if items.min() < 0 or items.max() >= self.store.n_items:
-      raise ValueError(f"fold_in: dense movie indices must be in [0, {self.store.n_items})")
+    items, stars = evaluator.check_fold_in_input(items, stars, self.store.n_items)
     weighting = self.config.youtube.history_weighting
     weight = {"rating": stars, "centered": stars - stars.mean()}.get(weighting,
                                                                     np.ones_like(stars))
@@ -536,7 +530,6 @@ class YouTubeRecommender:
     for part in ("valid", "test"):
       result[part] = self.part_metrics(part, nll=True)
     if self.config.youtube.final_ranking and len(split.rows("test")):
-      from netrec_jax.eval import evaluator
       data = evaluator.prepare(store, split)
       ranking = evaluator.evaluate(self, data, ranking=True)
       result["test_ranking"] = ranking["ranking"]
