@@ -31,11 +31,12 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- Split: how ratings divide into train / validation / test.
   config.split = ml_collections.ConfigDict()
-  # time | random | loo | ml100k_fold | netflix_probe | none
+  # time | random | loo | item_cold | ml100k_fold | netflix_probe | none
+  # (item_cold: all ratings of a random test_fraction of the movies are test)
   config.split.kind = "time"
   config.split.cutoff = "2005-01-01"  # time: train before, test on or after
   config.split.valid_fraction = 0.05  # time: latest slice of train; random: share of train
-  config.split.test_fraction = 0.1  # random
+  config.split.test_fraction = 0.1  # random (of ratings); item_cold (of movies)
   config.split.seed = 0  # random
   config.split.fold = "u1"  # ml100k_fold: u1..u5, ua, ub
   config.split.loo_n_valid = 1  # loo: ratings before the held-out last one kept for validation

@@ -332,3 +332,17 @@ def test_split_features_without_training_rows_is_an_error(hand):
 def test_split_rows_rejects_unknown_part(hand):
   with pytest.raises(ValueError, match="unknown split part"):
     splits.time_split(hand).rows("training")
+
+
+def test_item_cold_split_holds_out_whole_movies(rand):
+  split = splits.item_cold_split(rand, item_fraction=0.2, valid_fraction=0.1, seed=3)
+  assert split.protocol == "item_cold_20_seed3"
+  train_items = set(np.take(rand.item, split.rows("train")).tolist())
+  test_items = set(np.take(rand.item, split.rows("test")).tolist())
+  assert test_items and not train_items & test_items  # no test movie has a training rating
+  held = np.isin(np.asarray(rand.item), list(test_items))
+  assert held.sum() == split.sizes()["test"]  # and every rating of those movies is test
+  assert 0.1 < len(test_items) / rand.n_items < 0.3
+  assert splits.cold_start_stats(rand, split)["cold_item"] == split.sizes()["test"]
+  again = splits.item_cold_split(rand, item_fraction=0.2, valid_fraction=0.1, seed=3)
+  np.testing.assert_array_equal(again.rows("test"), split.rows("test"))

@@ -25,7 +25,7 @@ from netrec_jax.progress import Progress
 # probe.txt) and read back through the Netflix reader, for Netflix-format runs without the data.
 SOURCES = ("synthetic", "synthetic_netflix_files", "netflix", "ml100k", "ml1m", "ml_latest",
            "parquet")
-SPLIT_KINDS = ("time", "random", "loo", "ml100k_fold", "netflix_probe", "none")
+SPLIT_KINDS = ("time", "random", "loo", "item_cold", "ml100k_fold", "netflix_probe", "none")
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -147,6 +147,9 @@ def make_split(store: RatingStore, split_cfg: Any) -> splits_lib.Split | None:
   elif kind == "random":
     split = splits_lib.random_split(store, split_cfg.test_fraction, split_cfg.valid_fraction,
                                     split_cfg.seed)
+  elif kind == "item_cold":
+    split = splits_lib.item_cold_split(store, split_cfg.test_fraction, split_cfg.valid_fraction,
+                                       split_cfg.seed)
   elif kind == "loo":
     split = splits_lib.leave_last_out(store, n_valid=split_cfg.loo_n_valid, seed=split_cfg.seed)
   elif kind == "ml100k_fold":

@@ -103,6 +103,24 @@ def random_split(store: RatingStore, test_fraction: float = 0.1, valid_fraction:
                        "seed": seed})
 
 
+def item_cold_split(store: RatingStore, item_fraction: float = 0.1, valid_fraction: float = 0.05,
+                    seed: int = 0) -> Split:
+  """Every rating of a seeded random `item_fraction` of the movies is test: those movies are
+  unseen in training (new-movie cold start, where only content can score them). A random
+  `valid_fraction` of the remaining ratings validates."""
+  if not 0 < item_fraction < 1 or not 0 <= valid_fraction < 1:
+    raise ValueError("fractions must be in (0, 1)")
+  rng = np.random.default_rng([seed, 13])
+  cold_items = rng.random(store.n_items) < item_fraction
+  assignment = np.where(cold_items[np.asarray(store.item)], TEST, TRAIN).astype(np.int8)
+  train = np.flatnonzero(assignment == TRAIN)
+  assignment[rng.choice(train, int(round(len(train) * valid_fraction)), replace=False)] = VALID
+  protocol = f"item_cold_{round(100 * item_fraction)}_seed{seed}"
+  return Split(name=protocol, protocol=protocol, assignment=assignment,
+               params={"item_fraction": item_fraction, "valid_fraction": valid_fraction,
+                       "seed": seed, "cold_items": int(cold_items.sum())})
+
+
 def time_order_keys(store: RatingStore, seed: int = 0) -> np.ndarray:
   """float64 per rating: its date plus a seeded uniform [0, 1) tie-breaker.
 
