@@ -245,3 +245,19 @@ def test_launch_trains_and_restores_lightgcn(store_root, tmp_path):
   evaluated = json.loads((tmp_path / "eval" / "final_metrics.json").read_text())
   assert evaluated["test"] == trained["test"] and evaluated["valid"] == trained["valid"]
   assert evaluated["checkpoint_step"] == trained["checkpoint_step"]
+
+  # Fold-in: a heavy user's held-out training movies rank above the other candidates' middle.
+  from netrec_jax.train import graph
+  recommender = graph.load_recommender(tmp_path / "train")
+  store, train = recommender.store, recommender.split.rows("train")
+  users = np.take(store.user, train)
+  ranks = []
+  for user in np.argsort(-np.bincount(users))[:20]:
+    items = np.take(store.item, train[users == user])
+    given, held = items[: len(items) * 2 // 3], items[len(items) * 2 // 3:]
+    scores = recommender.fold_in(given, np.ones(len(given)))
+    candidates = np.setdiff1d(np.arange(store.n_items), given)
+    order = candidates[np.argsort(-scores[candidates], kind="stable")]
+    ranks += [np.flatnonzero(order == i)[0] / len(order) for i in held]
+  assert np.mean(ranks) < 0.45, np.mean(ranks)
+  assert "symmetric normalisation" in recommender.fold_in_method

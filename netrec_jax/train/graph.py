@@ -444,7 +444,11 @@ class GraphRecommender:
     self.cold_rule = ("training mean for a user or item with no training rating (the graph "
                       "gives it no message)" if self.is_gcmc else
                       "a node without training edges keeps its initial ego embedding")
-    self.fold_in_method = "not available for graph models (a new user needs new edges)"
+    self.fold_in_method = (
+        "not available for GC-MC (a new user needs new edges)" if self.is_gcmc else
+        "one propagation step from the given movies: the new user's vector is the sum of their "
+        "final item embeddings weighted 1 / sqrt(n_given x item degree), LightGCN's symmetric "
+        "normalisation (the new user's own ego embedding is unknown and left out)")
     fns = _eval_functions(s)
     users, items = fns["embed"](params, fns["edges"])
     self._users, self._items = np.asarray(users), np.asarray(items)
@@ -486,8 +490,16 @@ class GraphRecommender:
     raise NotImplementedError(f"{self.name} has no user/item bias terms")
 
   def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
-    raise NotImplementedError(f"{self.name}: a new user needs new graph edges and a new "
-                              "propagation; fold-in is not implemented for graph models")
+    """[n_items] scores for a new user who interacted with `items` (LightGCN; stars unused)."""
+    if self.is_gcmc:
+      raise NotImplementedError(f"{self.name}: a new user needs new graph edges and a new "
+                                "propagation; fold-in is not implemented for GC-MC")
+    items, _ = evaluator.check_fold_in_input(items, stars, self.store.n_items)
+    degree = np.bincount(np.take(self.store.item, self.split.rows("train")),
+                         minlength=self.store.n_items)[items]
+    weight = 1.0 / np.sqrt(len(items) * np.maximum(degree, 1))
+    user = (weight[:, None] * self._items[items]).sum(0)
+    return (self._items @ user).astype(np.float32)
 
   # -- metrics
   def valid_metrics(self, valid_data: evaluator.EvalData | None = None) -> dict[str, Any]:
