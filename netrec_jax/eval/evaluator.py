@@ -58,6 +58,16 @@ def check_fold_in_input(items: np.ndarray, stars: np.ndarray, n_items: int
   return items, stars
 
 
+def rating_metrics_on(model: Recommender, store: RatingStore, rows: np.ndarray
+                      ) -> dict[str, Any]:
+  """Rating metrics (clipped to the rating range) of model.predict on these store rows."""
+  if len(rows) == 0:
+    return {"n": 0}
+  pred = model.predict(np.take(store.user, rows), np.take(store.item, rows))
+  return metrics_lib.rating_metrics(pred, store.stars(rows).astype(np.float64),
+                                    store.rating_range)
+
+
 @dataclasses.dataclass
 class EvalData:
   """What every evaluation on one split needs, computed once and shared by all models."""

@@ -44,7 +44,6 @@ from netrec_jax import configs
 from netrec_jax.data import datasets
 from netrec_jax.data.store import RatingStore, atomic_write_text
 from netrec_jax.eval import evaluator
-from netrec_jax.eval import metrics as metrics_lib
 
 MODEL_FILE = "content_model.json"
 MODES = ("content", "hybrid")
@@ -377,7 +376,6 @@ def _content_of(recommender) -> ContentRecommender:
 
 def evaluate_splits(recommender, which: str = "fitted") -> dict[str, Any]:
   """Rating metrics on valid and test plus the full-catalog test ranking, with the protocol."""
-  from netrec_jax.eval import evaluator
   store, split = recommender.store, recommender.split
   content = _content_of(recommender)
   result = {"protocol": split.protocol, "split": split.name, "store": store.name,
@@ -389,13 +387,7 @@ def evaluate_splits(recommender, which: str = "fitted") -> dict[str, Any]:
             "cold_rule": recommender.cold_rule, "vocabulary": content.vocab,
             "calibration": content.calibration}
   for part in ("valid", "test"):
-    rows = split.rows(part)
-    if len(rows) == 0:
-      result[part] = {"n": 0}
-      continue
-    pred = recommender.predict(np.take(store.user, rows), np.take(store.item, rows))
-    result[part] = metrics_lib.rating_metrics(pred, store.stars(rows).astype(np.float64),
-                                              store.rating_range)
+    result[part] = evaluator.rating_metrics_on(recommender, store, split.rows(part))
   if len(split.rows("test")):
     data = evaluator.prepare(store, split)
     result["test_ranking"] = evaluator.evaluate(recommender, data, ranking=True)["ranking"]

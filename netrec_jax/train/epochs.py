@@ -30,6 +30,12 @@ def serialize_steps() -> bool:
   return jax.devices()[0].platform == "cpu" and jax.device_count() > 1
 
 
+def abstract_tree(init: Callable, sharding) -> Any:
+  """Shapes and dtypes of init()'s tree placed with `sharding`: the target to restore into."""
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+                      jax.eval_shape(init))
+
+
 class EpochCheckpoints:
   """WORKDIR/checkpoints/{latest,best} of one run, with resume and early stopping.
 

@@ -37,7 +37,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from netrec_jax.data import datasets
 from netrec_jax.data import splits as splits_lib
-from netrec_jax.eval import evaluator, metrics as metrics_lib
+from netrec_jax.eval import evaluator
 from netrec_jax.models import graph as graph_lib
 from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
@@ -183,11 +183,6 @@ def rating_levels(raw: np.ndarray, rating_scale: int, saved: list[int] | None = 
   return levels_raw, level_of_edge, levels_raw.astype(np.float32) / np.float32(rating_scale)
 
 
-def _abstract(init, sharding):
-  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
-                      jax.eval_shape(init))
-
-
 def _check_graph_section(meta: dict[str, Any], config, where) -> None:
   saved = meta.get("config", {}).get("graph", {})
   problems = [f"graph.{k}: checkpoint {saved.get(k)!r}, config {config.graph[k]!r}"
@@ -305,7 +300,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
       extra_meta={"valid_metric": metric_name, "global_mean": s["global_mean"],
                   "levels_raw": s["levels_raw"].tolist()})
   serialize = runs.serialize
-  tree = runs.resume(_abstract(s["init"], replicated))
+  tree = runs.resume(epochs_lib.abstract_tree(s["init"], replicated))
   if tree is None:
     tree = jax.device_put(s["init"](config.seed), replicated)
   first_epoch = runs.first_epoch
@@ -514,12 +509,7 @@ class GraphRecommender:
     return result["ranking"]
 
   def _rating_part(self, part: str) -> dict[str, Any]:
-    rows = self.split.rows(part)
-    if len(rows) == 0:
-      return {"n": 0}
-    pred = self.predict(np.take(self.store.user, rows), np.take(self.store.item, rows))
-    return metrics_lib.rating_metrics(pred, self.store.stars(rows).astype(np.float64),
-                                      self.store.rating_range)
+    return evaluator.rating_metrics_on(self, self.store, self.split.rows(part))
 
   def evaluate_splits(self) -> dict[str, Any]:
     """Metrics on the split's valid and test rows, labelled with protocol and data."""
@@ -570,7 +560,7 @@ def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best
         f"{workdir}: checkpoint was trained on store {meta['store_fingerprint']}, but its config "
         f"now builds {s['store'].fingerprint}")
   replicated = NamedSharding(s["mesh"], P())
-  tree, meta = checkpoints.restore(which, _abstract(s["init"], replicated))
+  tree, meta = checkpoints.restore(which, epochs_lib.abstract_tree(s["init"], replicated))
   checkpoints.close()
   return GraphRecommender(s, saved, _eval_params(tree, saved), which, meta)
 

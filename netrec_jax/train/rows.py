@@ -29,7 +29,7 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from netrec_jax.data import datasets
-from netrec_jax.eval import metrics as metrics_lib
+from netrec_jax.eval import evaluator, metrics as metrics_lib
 from netrec_jax.models.autorec import SparseAutoencoder, SparseRows, decoder_params
 from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
@@ -197,11 +197,6 @@ def _setup(config, global_mean: float | None = None) -> dict[str, Any]:
               model=model, mesh=mesh, batching=batching, tx=tx, init=init)
 
 
-def _abstract(init, sharding):
-  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
-                      jax.eval_shape(init))
-
-
 def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   """Trains a row model into WORKDIR (resuming from its latest checkpoint); final metrics."""
   quiet_library_logs()
@@ -254,7 +249,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
                                      lower_is_better=True,
                                      extra_meta={"global_mean": global_mean})
   serialize = runs.serialize
-  tree = runs.resume(_abstract(s["init"], replicated))
+  tree = runs.resume(epochs_lib.abstract_tree(s["init"], replicated))
   if tree is None:
     tree = jax.device_put(s["init"](config.seed), replicated)
   params, opt_state = tree["params"], tree["opt_state"]
@@ -405,13 +400,7 @@ class RowRecommender:
               "predictions": f"clipped to the rating range {list(store.rating_range)}",
               "cold_rule": self.cold_rule}
     for part in ("valid", "test"):
-      part_rows = split.rows(part)
-      if len(part_rows) == 0:
-        result[part] = {"n": 0}
-        continue
-      pred = self.predict(np.take(store.user, part_rows), np.take(store.item, part_rows))
-      result[part] = metrics_lib.rating_metrics(pred, store.stars(part_rows).astype(np.float64),
-                                                store.rating_range)
+      result[part] = evaluator.rating_metrics_on(self, store, split.rows(part))
     return result
 
 

@@ -219,11 +219,6 @@ def _scorer(model: Bert4Rec, mesh):
                  in_shardings=(replicated, sharding), out_shardings=sharding)
 
 
-def _abstract(init, sharding):
-  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
-                      jax.eval_shape(init))
-
-
 def _check_architecture(meta: dict[str, Any], config, where) -> None:
   saved = meta.get("config", {}).get("sequence", {})
   problems = [f"sequence.{k}: checkpoint {saved.get(k)!r}, config {config.sequence[k]!r}"
@@ -261,7 +256,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
   runs = epochs_lib.EpochCheckpoints(workdir, config, store, split, metric="ndcg@10",
                                      lower_is_better=False, check=_check_architecture)
   serialize = runs.serialize
-  tree = runs.resume(_abstract(s["init"], replicated))
+  tree = runs.resume(epochs_lib.abstract_tree(s["init"], replicated))
   if tree is None:
     tree = jax.device_put(s["init"](config.seed), replicated)
   params, opt_state = tree["params"], tree["opt_state"]

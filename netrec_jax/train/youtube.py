@@ -36,7 +36,6 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from netrec_jax.data import datasets
 from netrec_jax.data.store import RatingStore
 from netrec_jax.eval import evaluator
-from netrec_jax.eval import metrics as metrics_lib
 from netrec_jax.models.youtube import YouTubeDNN, full_softmax_loss, sampled_softmax_loss
 from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
@@ -249,11 +248,6 @@ def _setup(config, global_mean: float | None = None) -> dict[str, Any]:
               popularity=popularity)
 
 
-def _abstract(init, sharding):
-  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
-                      jax.eval_shape(init))
-
-
 def _check_architecture(meta: dict[str, Any], config, where) -> None:
   saved = meta.get("config", {}).get("youtube", {})
   problems = [f"youtube.{k}: checkpoint {saved.get(k)!r}, config {config.youtube[k]!r}"
@@ -335,7 +329,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
                                      lower_is_better=True, check=_check_architecture,
                                      extra_meta={"global_mean": s["global_mean"]})
   serialize = runs.serialize
-  tree = runs.resume(_abstract(s["init"], replicated))
+  tree = runs.resume(epochs_lib.abstract_tree(s["init"], replicated))
   if tree is None:
     tree = jax.device_put(s["init"](config.seed), replicated)
   params, opt_state = tree["params"], tree["opt_state"]
@@ -499,12 +493,10 @@ class YouTubeRecommender:
   def part_metrics(self, part: str, nll: bool = False) -> dict[str, Any]:
     """Rating metrics of the split part (and the full-softmax NLL of its items if asked)."""
     rows = self.split.rows(part)
+    result = evaluator.rating_metrics_on(self, self.store, rows)
     if len(rows) == 0:
-      return {"n": 0}
+      return result
     users, items = np.take(self.store.user, rows), np.take(self.store.item, rows)
-    result = metrics_lib.rating_metrics(self.predict(users, items),
-                                        self.store.stars(rows).astype(np.float64),
-                                        self.store.rating_range)
     if nll:
       vecs, bias = self._items()
       total = 0.0
@@ -552,7 +544,7 @@ def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best
         f"{workdir}: checkpoint was trained on store {meta['store_fingerprint']}, but its config "
         f"now builds {s['store'].fingerprint}")
   replicated = NamedSharding(s["mesh"], P())
-  tree, meta = checkpoints.restore(which, _abstract(s["init"], replicated))
+  tree, meta = checkpoints.restore(which, epochs_lib.abstract_tree(s["init"], replicated))
   checkpoints.close()
   return YouTubeRecommender(s, tree["params"], saved, which, meta)
 
