@@ -44,6 +44,8 @@ store = netflix.build_netflix_store(sys.argv[1], sys.argv[2], min_user_ratings=0
 total = time.time() - t
 build = store.meta["build_seconds"]
 print(json.dumps({"seconds": total, "parse_seconds": total - build, "store_build_seconds": build,
+                  "build_phase_seconds": store.meta["build_stats"]["phase_seconds"],
+                  "threads": store.meta["build_stats"]["threads"],
                   "n_ratings": store.n_ratings,
                   "peak_rss_gb": PEAK}))
 """.replace("PEAK", _PEAK)

@@ -392,11 +392,13 @@ def test_duplicate_pair(tmp_path, fmt):
     assert_no_partial_store(tmp_path / "store")
 
 
-def test_duplicate_pair_across_files(tmp_path):
+# The same day: caught while ordering rows; another day: caught in the item-grouped pass.
+@pytest.mark.parametrize("second_date", ["2005-01-01", "2005-01-02"])
+def test_duplicate_pair_across_files(tmp_path, second_date):
   folder = tmp_path / "nf"
   folder.mkdir()
-  (folder / "combined_data_1.txt").write_text("1:\n10,3,2005-01-01\n")
-  (folder / "combined_data_2.txt").write_text("1:\n10,4,2005-01-02\n")
+  (folder / "combined_data_1.txt").write_text("1:\n10,3,2005-01-01\n11,3,2005-01-01\n")
+  (folder / "combined_data_2.txt").write_text(f"1:\n10,4,{second_date}\n")
   with pytest.raises(DataError, match="duplicate rating: user 10 rated item 1") as err:
     netflix.build_netflix_store(folder, tmp_path / "store", min_user_ratings=0)
   assert "combined_data_" in str(err.value)

@@ -252,18 +252,18 @@ def test_random_store_matches_numpy_and_small_blocks_agree(tmp_path, monkeypatch
   for item in (0, 17, 59):
     np.testing.assert_array_equal(store.item_rows(item), np.flatnonzero(store.item == item))
 
-  # Many small buckets, chunks and buckets spilled to disk, and unpacked keys sorted by
-  # lexsort: each gives the same store.
+  # Many small buckets, chunks and buckets spilled to disk, and int64 (date, item) columns:
+  # each gives the same store.
   monkeypatch.setattr(builder_lib, "BLOCK_ROWS", 97)
   small = build(tmp_path / "small_blocks")
   monkeypatch.setattr(builder_lib, "MEMORY_BUDGET_BYTES", 5000)
   spilled = build(tmp_path / "spilled")
   stats = spilled.meta["build_stats"]
   assert stats["spilled_chunks"] > 0 and stats["spilled_bucket_parts"] > 0
-  assert stats["buckets"] > 20 and stats["packed_keys"]
-  monkeypatch.setattr(builder_lib.RowKeys, "MAX_BITS", 0)
+  assert stats["buckets"] > 20 and stats["column_dtype"] == "int32"
+  monkeypatch.setattr(builder_lib.RowOrder, "INT32_BITS", 0)
   unpacked = build(tmp_path / "unpacked")
-  assert not unpacked.meta["build_stats"]["packed_keys"]
+  assert unpacked.meta["build_stats"]["column_dtype"] == "int64"
   for other in (small, spilled, unpacked):
     assert other.fingerprint == store.fingerprint
     np.testing.assert_array_equal(other.item_order, store.item_order)

@@ -37,18 +37,24 @@ def check_readable(path: str | os.PathLike) -> Path:
 
 
 def iter_lines(path: str | os.PathLike, encoding: str = "utf8", skip_header: bool = False,
-               block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, pa.StringArray]]:
-  """Yields (line number of the first line, lines) batches; .gz/.bz2 are decompressed."""
-  path = check_readable(path)
+               block_bytes: int = BLOCK_BYTES, data: pa.Buffer | None = None,
+               first_line: int = 1) -> Iterator[tuple[int, pa.StringArray]]:
+  """Yields (line number of the first line, lines) batches; .gz/.bz2 are decompressed.
+
+  With `data`, the lines are read from that buffer (a piece of `path` starting at line
+  `first_line`) and `path` only names the file in messages.
+  """
+  path = check_readable(path) if data is None else Path(path)
   read = pacsv.ReadOptions(column_names=["line"], block_size=block_bytes, encoding=encoding,
                            skip_rows=1 if skip_header else 0, use_threads=True)
   parse = pacsv.ParseOptions(delimiter="\x1f", quote_char=False, escape_char=False,
                              ignore_empty_lines=False, newlines_in_values=False)
   convert = pacsv.ConvertOptions(column_types={"line": pa.string()}, strings_can_be_null=False,
                                  quoted_strings_can_be_null=False, null_values=[])
-  first = 2 if skip_header else 1
+  first = first_line + (1 if skip_header else 0)
   try:
-    stream = pa.input_stream(str(path), compression="detect")
+    stream = (pa.input_stream(str(path), compression="detect") if data is None
+              else pa.BufferReader(data))
     reader = pacsv.open_csv(stream, read_options=read, parse_options=parse,
                             convert_options=convert)
     for batch in reader:
