@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from netrec_jax.data import builder as builder_lib
-from netrec_jax.data.builder import StoreBuilder, counting_sort_positions
+from netrec_jax.data.builder import StoreBuilder, group_positions, stable_argsort
 from netrec_jax.data.errors import DataError
 from netrec_jax.data.store import (NO_DATE, SCHEMA_VERSION, RatingStore, days_to_iso,
                                    iso_to_days)
@@ -432,6 +432,18 @@ def test_columns_are_read_only(store):
 
 
 # ------------------------------------------------------------------ int64 arithmetic
+def counting_sort_positions(keys, cursor):
+  """The store build's CSC step: a stable radix argsort, then each row's destination."""
+  order = stable_argsort(keys, len(cursor))
+  return order, group_positions(keys[order], cursor)
+
+
+def test_stable_argsort_wide_keys():
+  keys = np.random.default_rng(0).integers(0, 3 * 2**16 + 5, 5000)
+  np.testing.assert_array_equal(stable_argsort(keys, 3 * 2**16 + 5),
+                                np.argsort(keys, kind="stable"))
+
+
 def test_counting_sort_positions_groups_stably():
   keys = np.array([2, 0, 2, 1, 0, 2], np.int32)
   cursor = np.array([0, 2, 3], np.int64)

@@ -47,7 +47,7 @@ from netrec_jax.data.store import (NO_DATE, SCHEMA_VERSION, RatingStore, days_to
 BLOCK_ROWS = 1 << 20  # 1M rows: the size of a bucket of users (cache-friendly; measured best)
 MEMORY_BUDGET_BYTES = 3 << 30  # input chunks and bucket keys beyond this are spilled to disk
 _DENSE_LOOKUP_MAX_ID = 1 << 26  # ids below this map through a table instead of searchsorted
-_DENSE_COUNT_MAX_ID = 1 << 24  # ids below this are counted with bincount (<= 128 MB)
+_DENSE_COUNT_MAX_ID = 1 << 24  # ids below this are counted in a dense array (<= 128 MB)
 _INT32 = np.iinfo(np.int32)
 _SUB_BLOCK_ROWS = 1 << 18  # rows per step inside a pass: temporaries stay in cache
 
@@ -225,15 +225,6 @@ def group_positions(sorted_keys: np.ndarray, cursor: np.ndarray) -> np.ndarray:
   return positions
 
 
-def counting_sort_positions(keys: np.ndarray, cursor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Stable destination of each row when rows are grouped by `keys`; advances `cursor`.
-
-  Returns (order, positions): row order[k] goes to positions[k].
-  """
-  order = stable_argsort(keys, len(cursor))
-  return order, group_positions(np.take(keys, order), cursor)
-
-
 def _bits(n_values: int) -> int:
   """Bits that hold the values 0 .. n_values - 1."""
   return int(max(n_values - 1, 0)).bit_length()
@@ -321,9 +312,8 @@ class _Chunks:
       self.entries[k] = None
     if isinstance(entry, tuple):
       return entry
-    columns = tuple(np.load(path, mmap_mode="r") for path in entry)
+    columns = tuple(np.load(path, mmap_mode=None if release else "r") for path in entry)
     if release:
-      columns = tuple(np.array(c) for c in columns)
       for path in entry:
         os.remove(path)
     return columns
