@@ -163,7 +163,7 @@ def _scan_headers(block: bytearray, end: int) -> tuple[np.ndarray, np.ndarray, i
   return np.array(rows_before, np.int64), np.array(ids, np.int64), n_lines
 
 
-_FAST_READ = dict(column_names=["user", "rating", "date"], use_threads=False)
+_FAST_READ = {"column_names": ["user", "rating", "date"], "use_threads": False}
 # Narrow types straight from the parser (the store keeps ids as int32 dense indices anyway);
 # customer ids past int32 are retried as int64.
 _FAST_TYPES = ({"user": pa.int32(), "rating": pa.int8(), "date": pa.date32()},
