@@ -8,15 +8,15 @@ memory stays bounded at any size:
   1. collect  chunks kept (or spilled); ids, counts, rating and date ranges accumulated
   2. filter   users with < min_user_ratings, then items with < min_item_ratings, dropped;
               survivors re-indexed densely in order of original id
-  3. bucket   every row packed into one int64 key (user, date, item, rating) and routed to a
-              bucket of whole users (contiguous user ranges of about BLOCK_ROWS ratings)
-  4. sort     each bucket sorted on its own, in parallel threads, and written at its offset:
-              rows grouped by user and ordered by (date, item) within a user
+  3. route    every row gets its dense user, one integer for (date, item) and a bucket of
+              whole users (contiguous user ranges of about BLOCK_ROWS ratings)
+  4. sort     each bucket ordered by (user, date, item) with scipy's COO -> CSR conversion,
+              buckets in parallel threads, columns written front to back in bucket order
   5. csc      within each bucket a radix argsort by item; duplicate (user, item) pairs are
               adjacent there and rejected; item_offsets and the item-grouped permutation follow
   6. finish   features, Parquet tables, fingerprint, meta.json, then one rename
 
-numpy sorts and radix argsorts release the GIL, so the bucket sorts use both cores of a small
+scipy's conversion and numpy's sorts release the GIL, so the passes use every core of a small
 machine. Everything is written into a temporary sibling folder; the final rename is the only
 step that makes a store visible, so an interrupted build never leaves a store that opens.
 """
@@ -528,7 +528,7 @@ class StoreBuilder:
                  self.name, n, n_users, n_items, self._n_rows)
 
     phase_seconds = {"filter": time.time() - started}
-    # ---- 3. bucket: pack each row into a key and route it to its bucket of whole users.
+    # ---- 3. route: each row's dense user, (date, item) column and bucket of whole users.
     user_offsets = np.zeros(n_users + 1, np.int64)
     np.cumsum(n_per_user, out=user_offsets[1:])
     buckets = list(_user_blocks(user_offsets, BLOCK_ROWS))
