@@ -28,7 +28,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file; override fields with --config.FIELD=VALUE.",
     lock_config=True)
 _MODE = flags.DEFINE_enum(
-    "mode", "train", MODES, "train: train, validate each epoch, checkpoint into WORKDIR and "
+    "mode", None, MODES, "Default: the experiment's own config.mode (train for most; "
+    "compare for compare_* experiments). train: train, validate each epoch, checkpoint into WORKDIR and "
     "write WORKDIR/final_metrics.json (resumes from WORKDIR's latest checkpoint). eval: restore "
     "--restore_from's best checkpoint and evaluate it into WORKDIR. compare: train or restore every "
     "model of config.compare.models and the baselines on one split, one evaluator; writes "
@@ -113,8 +114,12 @@ def main(argv):
     raise app.UsageError("pass --experiment=NAME (one of "
                          f"{', '.join(available_experiments())}) or --config=FILE")
   config = _CONFIG.value
+  mode = _MODE.value or config.mode
+  if mode not in MODES or mode in USE_MODES:
+    raise app.UsageError(f"config.mode {mode!r} must be one of train, eval, compare, prepare, "
+                         "eda")
   workdir = _WORKDIR.value or str(Path("runs") / config.name)
-  logging.info("experiment %s, mode %s, workdir %s", config.name, _MODE.value, workdir)
+  logging.info("experiment %s, mode %s, workdir %s", config.name, mode, workdir)
 
   if _COORDINATOR.value:
     import jax
@@ -125,7 +130,13 @@ def main(argv):
                                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
 
   from netrec_jax import pipeline  # after flag parsing: --help stays fast
-  mode = _MODE.value
+  try:
+    run_mode(pipeline, mode, config, workdir)
+  except (ValueError, KeyError) as e:  # a config the run refuses: one line, no traceback
+    sys.exit(f"launch.py: {e.args[0] if e.args else e}")
+
+
+def run_mode(pipeline, mode: str, config, workdir: str) -> None:
   if mode == "eval":
     if not _RESTORE_FROM.value:
       raise app.UsageError("--mode=eval needs --restore_from=WORKDIR_OF_A_TRAINING_RUN")

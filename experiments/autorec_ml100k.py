@@ -2,7 +2,7 @@
 
   python launch.py --experiment=autorec_ml100k --workdir=runs/autorec_ml100k
   python launch.py --experiment=autorec_ml100k --workdir=runs/uautorec \\
-      --config.model.autorec_side=user          # U-AutoRec
+      --config.autoencoder.side=user          # U-AutoRec
   python launch.py --experiment=autorec_ml100k --mode=eval --restore_from=runs/autorec_ml100k \\
       --workdir=runs/autorec_ml100k_eval       # restore the best checkpoint, evaluate
 
@@ -21,13 +21,13 @@ def get_config():
   config.split.test_fraction = 0.1
   config.split.valid_fraction = 0.1
   config.model.name = "autorec"
-  config.model.autorec_side = "item"
-  config.model.autorec_hidden = 500
+  config.autoencoder.side = "item"
+  config.autoencoder.autorec_hidden = 500
   # Chosen on validation RMSE over weight_l2 {0, 1e-4, 3e-4, 1e-3, 1e-2, 1e-1} x lr {3e-4,
   # 1e-3, 3e-3} (BUILD_NOTES.md). L2 enters the gradient before Adam, so its scale is not the
   # paper's lambda.
-  config.model.weight_l2 = 3e-4
-  config.model.row_batch = 64
+  config.optimizer.l2 = 3e-4
+  config.train.batch_size = 64
   config.optimizer.lr = 3e-4
   config.train.epochs = 40
   config.train.early_stopping_patience = 5

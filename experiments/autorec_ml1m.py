@@ -19,6 +19,6 @@ def get_config():
   config.model = reference.model
   config.optimizer = reference.optimizer
   config.train = reference.train
-  config.model.row_batch = 128
+  config.train.batch_size = 128
   config.eda = False
   return config

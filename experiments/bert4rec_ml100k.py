@@ -28,10 +28,10 @@ def get_config():
   config.sequence.layers = 2
   config.sequence.heads = 2
   config.sequence.dropout = 0.1
-  config.sequence.batch_users = 64
-  config.sequence.lr = 1e-3
-  config.sequence.epochs = 100
-  config.sequence.eval_every = 10
+  config.train.batch_size = 64
+  config.optimizer.lr = 1e-3
+  config.train.epochs = 100
+  config.train.eval_every = 10
   config.train.early_stopping_patience = 3  # validation checks without improvement
   config.eda = False
   return config

@@ -29,8 +29,8 @@ def get_config():
   config.model.name = "bert4rec"
   config.sequence = reference.sequence  # the paper's architecture ...
   config.sequence.max_len = 200  # ... with its ML-1M sequence length
-  config.sequence.batch_users = 256
-  config.sequence.epochs = 200
+  config.train.batch_size = 256
+  config.train.epochs = 200
   config.train.early_stopping_patience = 3  # validation checks without improvement
   config.eda = False
   return config

@@ -13,12 +13,10 @@ from experiments import autorec_ml100k
 def get_config():
   config = autorec_ml100k.get_config()
   config.name = "compare_autorec_ml100k"
-  config.compare.models = ("autorec@item,autorec@user,deep_ae,mf,surprise_svd,"
+  config.mode = "compare"
+  # autorec: this config (I-AutoRec); its user-based variant; the deep AE and MF with the
+  # settings of their own experiments, all on this split.
+  config.compare.models = ("autorec@item,autorec@user,deep_ae_ml100k,mf_ml100k,surprise_svd,"
                            "surprise_svd_tuned,surprise_baseline")
-  config.compare.model_overrides = (
-      "autorec@user:model.autorec_side=user;"
-      "deep_ae:model.autorec_side=user,model.dropout=0.1,model.weight_l2=1e-5,"
-      "model.row_batch=128,optimizer.lr=1e-4,train.epochs=60;"
-      "mf:train.epochs=30,model.embed_dim=64,train.batch_size=1024,optimizer.embed_l2=0.3,"
-      "train.early_stopping_patience=4")  # as mf_ml100k
+  config.compare.model_overrides = "autorec@user:autoencoder.side=user"
   return config

@@ -13,18 +13,15 @@ content scores do not depend on ratings. Measured: 3 min wall (32 s CPU) for the
 run on a busy 2-core machine, 35 s for the report restoring those models.
 """
 
-from experiments import content_ml100k, youtube_dnn_ml100k
+from experiments import content_ml100k
 
 
 def get_config():
   config = content_ml100k.get_config()
   config.name = "compare_content_ml100k"
-  config.youtube = youtube_dnn_ml100k.get_config().youtube
-  config.compare.models = "content,content@hybrid,mf,neumf,youtube_dnn,surprise_svd"
-  config.compare.model_overrides = (
-      "content@hybrid:content.mode=hybrid;"
-      "neumf:model.dropout=0.1;"  # as compare_ml100k
-      "youtube_dnn:optimizer.lr=2e-3,optimizer.weight_decay=1e-4,train.epochs=30,"
-      "train.early_stopping_patience=4")  # as youtube_dnn_ml100k
+  config.mode = "compare"
+  config.compare.models = ("content,content@hybrid,mf_ml100k,ncf_ml100k,youtube_dnn_ml100k,"
+                           "surprise_svd")
+  config.compare.model_overrides = "content@hybrid:content.mode=hybrid"
   config.compare.folds = ""
   return config

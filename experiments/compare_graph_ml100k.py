@@ -9,18 +9,13 @@ own (mf_ml100k). Paper: GC-MC 0.910 on u1; Surprise SVD with defaults measured 0
 About 10 minutes on 2 cores (GC-MC dominates).
 """
 
-from experiments import gcmc_ml100k, mf_ml100k
+from experiments import mf_ml100k
 
 
 def get_config():
   config = mf_ml100k.get_config()
   config.name = "compare_graph_ml100k"
-  gcmc = gcmc_ml100k.get_config()
-  config.graph = gcmc.graph  # GC-MC's own section
-  config.compare.models = "gcmc,mf,surprise_svd"
+  config.mode = "compare"
+  config.compare.models = "gcmc_ml100k,mf,surprise_svd"  # GC-MC with its experiment's settings
   config.compare.folds = ""  # u1 only
-  # Settings the families share (optimizer, train) differ per model.
-  config.compare.model_overrides = (
-      f"gcmc:optimizer.lr={gcmc.optimizer.lr},train.epochs={gcmc.train.epochs},"
-      f"train.early_stopping_patience={gcmc.train.early_stopping_patience}")
   return config

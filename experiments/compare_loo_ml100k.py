@@ -15,22 +15,16 @@ NeuMF trained with BCE on 4 sampled negatives per positive (task=implicit).
 Each model's own settings come from its experiment (bert4rec_ml100k, lightgcn_ml100k).
 """
 
-from experiments import bert4rec_ml100k, lightgcn_ml100k
+from experiments import bert4rec_ml100k
 
 
 def get_config():
   config = bert4rec_ml100k.get_config()
   config.name = "compare_loo_ml100k"
-  config.graph = lightgcn_ml100k.get_config().graph  # LightGCN's own section
-  config.compare.models = "bert4rec,implicit_als,neumf@implicit,lightgcn"
-  config.compare.relevance_threshold = 0.0  # every held-out rating is relevant
-  config.compare.ks = (5, 10, 20)
-  config.compare.sampled_negatives = 100
-  config.compare.negative_sampler = "popularity"  # with 100 on loo: protocol loo_pop100
-  # Settings the families share (task, optimizer, train) differ per model.
-  config.compare.model_overrides = (
-      "neumf@implicit:task=implicit,model.gmf_dim=32,train.batch_size=1024,train.epochs=20,"
-      "optimizer.lr=0.001;"
-      "lightgcn:task=implicit,optimizer.lr=0.02,train.epochs=300,"
-      "train.early_stopping_patience=5")  # as lightgcn_ml100k
+  config.mode = "compare"
+  config.compare.models = "bert4rec,implicit_als,ncf_implicit_ml100k,lightgcn_ml100k"
+  config.eval.relevance_threshold = 0.0  # every held-out rating is relevant
+  config.eval.ks = (5, 10, 20)
+  config.eval.sampled_negatives = 100
+  config.eval.negative_sampler = "popularity"  # with 100 on loo: protocol loo_pop100
   return config

@@ -13,10 +13,11 @@ from experiments import mf_ml100k
 def get_config():
   config = mf_ml100k.get_config()
   config.name = "compare_ml100k"
-  config.compare.models = ("mf,neumf,hybrid,surprise_svd,surprise_svd_tuned,surprise_baseline,"
-                           "surprise_svdpp,surprise_knn,implicit_als,implicit_bpr,jax_als")
+  config.mode = "compare"
+  # mf trains with this config (mf_ml100k's tuned settings); NeuMF and the hybrid with their
+  # own experiments' settings, all on each fold of this comparison.
+  config.compare.models = ("mf,ncf_ml100k,hybrid_ml100k,surprise_svd,surprise_svd_tuned,"
+                           "surprise_baseline,surprise_svdpp,surprise_knn,implicit_als,"
+                           "implicit_bpr,jax_als")
   config.compare.folds = "u1,u2,u3,u4,u5"
-  # As in hybrid_ml100k / ncf_ml100k.
-  config.compare.model_overrides = ("hybrid:model.use_features=true,model.dropout=0.2,"
-                                    "optimizer.dense=adamw;neumf:model.dropout=0.1")
   return config

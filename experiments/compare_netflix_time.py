@@ -26,6 +26,7 @@ def get_config():
   config.optimizer.embed_l2 = 0.3
   config.train.epochs = 8
   config.train.batch_size = 8192
+  config.mode = "compare"
   config.compare.models = "mf,hybrid,surprise_svd,surprise_baseline,implicit_als,jax_als"
   config.eda = True
   return config

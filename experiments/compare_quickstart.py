@@ -10,5 +10,6 @@ def get_config():
   config = quickstart.get_config()
   config.name = "compare_quickstart"
   config.compare.after_train = False
+  config.mode = "compare"
   config.compare.models = "mf,neumf,hybrid,surprise_svd,surprise_baseline,implicit_als,jax_als"
   return config

@@ -16,11 +16,8 @@ from experiments import lightgcn_ml100k
 def get_config():
   config = lightgcn_ml100k.get_config()
   config.name = "compare_ranking_ml100k"
-  config.compare.models = "lightgcn,implicit_als,implicit_bpr,neumf@implicit"
-  config.compare.relevance_threshold = 4.0  # test ratings >= 4 are relevant
-  config.compare.ks = (10, 20)  # NDCG@20 and Recall@20 need 20
-  # Settings the families share (optimizer, train) differ per model.
-  config.compare.model_overrides = (
-      "neumf@implicit:task=implicit,model.gmf_dim=32,train.batch_size=1024,train.epochs=20,"
-      "optimizer.lr=0.001,train.early_stopping_patience=3")
+  config.mode = "compare"
+  config.compare.models = "lightgcn,implicit_als,implicit_bpr,ncf_implicit_ml100k"
+  config.eval.relevance_threshold = 4.0  # test ratings >= 4 are relevant
+  config.eval.ks = (10, 20)  # NDCG@20 and Recall@20 need 20
   return config

@@ -14,8 +14,8 @@ and the throughput are. Split: random 90/10 with 10% of train for validation
 model predicts the training mean for them, as the report counts).
 
 Settings from the source document: encoder 512-256-64 and mirrored decoder, ReLU, dropout 0.1,
-Adam lr 1e-4 with weight decay 1e-5, batch 128, masked MSE. Variants: --config.model.ae_activation=
-selu, --config.model.ae_input_dropout=0.2 (denoising), --config.model.ae_refeed=True (dense
+Adam lr 1e-4 with weight decay 1e-5, batch 128, masked MSE. Variants: --config.autoencoder.activation=
+selu, --config.autoencoder.input_dropout=0.2 (denoising), --config.autoencoder.refeed=True (dense
 re-feeding, Kuchaiev & Ginsburg 2017).
 """
 
@@ -32,12 +32,12 @@ def get_config():
   config.split.test_fraction = 0.1
   config.split.valid_fraction = 0.1
   config.model.name = "deep_ae"
-  config.model.autorec_side = "user"
-  config.model.ae_hidden = (512, 256, 64)
-  config.model.ae_activation = "relu"
-  config.model.dropout = 0.1
-  config.model.weight_l2 = 1e-5
-  config.model.row_batch = 128
+  config.autoencoder.side = "user"
+  config.autoencoder.layers = (512, 256, 64)
+  config.autoencoder.activation = "relu"
+  config.autoencoder.dropout = 0.1
+  config.optimizer.l2 = 1e-5
+  config.train.batch_size = 128
   config.optimizer.lr = 1e-4
   config.train.epochs = 20
   config.train.early_stopping_patience = 3

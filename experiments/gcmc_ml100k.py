@@ -30,7 +30,7 @@ def get_config():
   config.graph.dropout = 0.7
   config.graph.ema_decay = 0.995
   config.graph.full_batch = True
-  config.graph.eval_every = 10  # one epoch is one full-batch step
+  config.train.eval_every = 10  # one epoch is one full-batch step
   config.optimizer.lr = 0.01
   config.train.epochs = 1000
   config.train.early_stopping_patience = 0  # the paper trains a fixed number of epochs

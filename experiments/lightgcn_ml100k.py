@@ -2,7 +2,7 @@
 
   python launch.py --experiment=lightgcn_ml100k --workdir=runs/lightgcn_ml100k
   python launch.py --experiment=lightgcn_ml100k --workdir=runs/lightgcn_loo \\
-      --config.split.kind=loo --config.compare.relevance_threshold=0   # leave-last-out
+      --config.split.kind=loo --config.eval.relevance_threshold=0   # leave-last-out
 
 Every training rating is an interaction. The ranking split is the one implicit ALS is compared
 on in compare_ml100k: u1.base (minus a seeded 5% validation slice) / u1.test, test ratings >= 4
@@ -21,7 +21,6 @@ from experiments import ml100k
 def get_config():
   config = ml100k.get_config()
   config.name = "lightgcn_ml100k"
-  config.task = "implicit"
   config.split.valid_fraction = 0.05  # of u1.base, seeded: model selection
   config.split.loo_n_valid = 1  # with --config.split.kind=loo
   config.model.name = "lightgcn"
@@ -29,13 +28,13 @@ def get_config():
   config.graph.embed_dim = 64
   config.graph.l2 = 1e-4
   config.graph.bpr_negatives = 1
-  config.graph.batch_size = 16_384
+  config.train.batch_size = 16_384
   config.graph.valid_metric = "recall@20"
-  config.graph.eval_every = 10
+  config.train.eval_every = 10
   config.optimizer.lr = 0.02
   config.train.epochs = 300
   config.train.early_stopping_patience = 5  # evaluations (of eval_every epochs each)
-  config.compare.relevance_threshold = 4.0  # test ratings >= 4 are relevant
-  config.compare.ks = (5, 10, 20)
+  config.eval.relevance_threshold = 4.0  # test ratings >= 4 are relevant
+  config.eval.ks = (5, 10, 20)
   config.eda = False
   return config

@@ -21,7 +21,6 @@ from netrec_jax import configs
 def get_config():
   config = configs.base_config()
   config.name = "lightgcn_netflix"
-  config.task = "implicit"
   config.data.source = "synthetic_netflix_files"
   config.data.synthetic.update(n_users=30_000, n_items=17_770, n_ratings=2_000_000, rank=16)
   config.data.min_user_ratings = 25
@@ -33,15 +32,15 @@ def get_config():
   config.graph.embed_dim = 64
   config.graph.l2 = 1e-4
   config.graph.bpr_negatives = 1
-  config.graph.batch_size = 65_536  # pairs per step: each step propagates the whole graph
+  config.train.batch_size = 65_536  # pairs per step: each step propagates the whole graph
   config.graph.valid_metric = "recall@20"
-  config.graph.eval_every = 2
+  config.train.eval_every = 2
   config.graph.edge_chunk = 0  # set e.g. 16_777_216 for the real 100M edges on one GPU
   config.optimizer.lr = 0.01
   config.train.epochs = 20
   config.train.early_stopping_patience = 3
-  config.compare.relevance_threshold = 4.0
-  config.compare.ks = (10, 20)
-  config.compare.user_batch = 512
+  config.eval.relevance_threshold = 4.0
+  config.eval.ks = (10, 20)
+  config.eval.user_batch = 512
   config.eda = False
   return config

@@ -31,7 +31,7 @@ def get_config():
   config.youtube.rating_weight = 1.0
   config.youtube.max_history = 128
   config.youtube.num_sampled = 256
-  config.youtube.batch_size = 512
+  config.train.batch_size = 512
   config.optimizer.lr = 2e-3
   config.optimizer.weight_decay = 1e-4
   config.train.epochs = 30

@@ -6,12 +6,22 @@ overridden on the command line, e.g. `--config.data.min_user_ratings=50`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import ml_collections
+
+
+def _typed(field_type: type) -> ml_collections.FieldReference:
+  """A field that starts unset (None: the chosen model's default) but keeps its type, so
+  --config.FIELD=VALUE still parses VALUE as that type."""
+  return ml_collections.FieldReference(None, field_type=field_type)
 
 
 def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.name = "base"  # experiment name, used in reports
+  # What launch.py does with this experiment when --mode is not given: train | compare | ...
+  config.mode = "train"
 
   # --- Data: where ratings come from and how they are filtered.
   config.data = ml_collections.ConfigDict()
@@ -41,13 +51,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.split.fold = "u1"  # ml100k_fold: u1..u5, ua, ub
   config.split.loo_n_valid = 1  # loo: ratings before the held-out last one kept for validation
 
-  # --- Model (netrec_jax/models): mf | gmf | mlp | neumf | hybrid (pair models), autorec |
-  # deep_ae (row models), gcmc | lightgcn, bert4rec, youtube_dnn, content; see
-  # netrec_jax/train/families.py for which trainer runs each.
-  config.task = "explicit"  # explicit: MSE on ratings; implicit: BCE with sampled negatives
+  # --- Model (netrec_jax/models). model.name picks the family (netrec_jax/train/family.py):
+  # mf | gmf | mlp | neumf | hybrid (pair), autorec | deep_ae (autoencoder), gcmc | lightgcn
+  # (graph), bert4rec (sequence), youtube_dnn (youtube), content (content). Each family reads
+  # only its own section below; a changed field that the chosen family does not read is an
+  # error naming it.
+  config.task = "explicit"  # pair models: explicit (MSE on ratings) | implicit (BCE, negatives)
   config.seed = 0  # parameter init, dropout, negative sampling and batch order
   config.model = ml_collections.ConfigDict()
   config.model.name = "mf"
+  # Pair models (netrec_jax/train/pair.py): (user, item) -> rating or logit.
   config.model.embed_dim = 64  # mf / hybrid embedding width
   config.model.use_bias = True  # mf: user and item biases
   config.model.gmf_dim = 32  # gmf / neumf: GMF embedding width (predictive factors)
@@ -56,22 +69,23 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.dropout = 0.0  # dropout in towers
   config.model.batch_norm = True  # hybrid: batch norm in the tower
   config.model.use_features = False  # add train-split activity features as MLP inputs
-  config.model.init_std = 0.05  # normal init of embedding tables (biases start at 0)
+  config.model.init_std = 0.05  # normal init of embedding tables (pair models, youtube_dnn)
   config.model.compute_dtype = "float32"  # or bfloat16 (params and updates stay float32)
-  # Row models (netrec_jax/train/rows.py): autorec | deep_ae as model.name.
-  config.model.autorec_side = "item"  # item: I-AutoRec (rows are items); user: U-AutoRec
-  config.model.autorec_hidden = 500  # AutoRec's hidden units (sigmoid encoder)
-  config.model.ae_hidden = (512, 256, 64)  # deep AE encoder; the decoder mirrors it
-  config.model.ae_activation = "relu"  # deep AE: relu | selu | sigmoid
-  config.model.ae_input_dropout = 0.0  # deep AE: denoising dropout on observed inputs
-  config.model.ae_refeed = False  # deep AE: dense re-feeding (Kuchaiev & Ginsburg 2017)
-  config.model.weight_l2 = 1e-4  # row models: L2 on weights (added to the gradient)
-  config.model.row_batch = 256  # rows per batch for row models (at most)
-  # ... and at most this many padded (row x width) cells per batch: memory ~ cells x hidden.
-  config.model.row_batch_entries = 1 << 19
 
-  # Each family below keeps its own fields in its own section (netrec_jax/train/families.py).
-  # --- Graph models: gcmc | lightgcn as model.name (netrec_jax/train/graph.py).
+  # --- Autoencoders: autorec | deep_ae (netrec_jax/train/autoencoder.py). A batch is a set
+  # of whole rating rows (train.batch_size rows at most).
+  config.autoencoder = ml_collections.ConfigDict()
+  config.autoencoder.side = "item"  # item: I-AutoRec (rows are items); user: U-AutoRec
+  config.autoencoder.autorec_hidden = 500  # AutoRec's hidden units (sigmoid encoder)
+  config.autoencoder.layers = (512, 256, 64)  # deep AE encoder; the decoder mirrors it
+  config.autoencoder.activation = "relu"  # deep AE: relu | selu | sigmoid
+  config.autoencoder.dropout = 0.0  # deep AE: dropout on the code
+  config.autoencoder.input_dropout = 0.0  # deep AE: denoising dropout on observed inputs
+  config.autoencoder.refeed = False  # deep AE: dense re-feeding (Kuchaiev & Ginsburg 2017)
+  # At most this many padded (row x width) cells per batch: memory ~ cells x hidden.
+  config.autoencoder.batch_entries = 1 << 19
+
+  # --- Graph models: gcmc | lightgcn (netrec_jax/train/graph.py).
   config.graph = ml_collections.ConfigDict()
   config.graph.layers = 3  # lightgcn: propagation layers K (final = mean of layers 0..K)
   config.graph.embed_dim = 64  # lightgcn: ego embedding width
@@ -89,11 +103,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.graph.num_basis = 2  # gcmc: basis matrices shared by the bilinear decoder's levels
   config.graph.dropout = 0.7  # gcmc: node dropout on the convolution, dropout before dense
   config.graph.ema_decay = 0.995  # gcmc: evaluate a moving average of params (0 = off)
-  config.graph.full_batch = True  # one step over all training edges per epoch (gcmc)
-  config.graph.batch_size = 2048  # pairs per step when not full_batch (lightgcn BPR batch)
-  config.graph.eval_every = 1  # epochs between validation, checkpoints and metrics lines
+  config.graph.full_batch = True  # gcmc: one step over all training edges per epoch
   config.graph.edge_chunk = 0  # edges per scan chunk in propagation (0 = all; bounds memory)
-  # --- Sequence model: bert4rec as model.name (netrec_jax/train/sequence.py).
+
+  # --- Sequence model: bert4rec (netrec_jax/train/sequence.py); train.batch_size = users.
   config.sequence = ml_collections.ConfigDict()
   config.sequence.max_len = 200  # items per input sequence, [MASK] included (paper, ML-1M: 200)
   config.sequence.mask_prob = 0.2  # cloze: share of a sequence's items masked (paper, ML-1M: 0.2)
@@ -103,14 +116,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.sequence.heads = 2  # attention heads (paper: 2)
   config.sequence.dropout = 0.1  # dropout on embeddings, attention and blocks (paper: 0.1)
   config.sequence.attention_dtype = "auto"  # float32 | bfloat16 | auto (bfloat16 on GPU/TPU)
-  config.sequence.batch_users = 64  # sequences per training step (rounded up to the data axis)
-  config.sequence.eval_batch_users = 256  # users scored per full-catalog scoring call
-  config.sequence.lr = 1e-3  # AdamW peak learning rate
-  config.sequence.weight_decay = 0.01  # AdamW decoupled weight decay (paper: L2 0.01)
-  config.sequence.clip_norm = 5.0  # global-norm gradient clipping (0 = off)
-  config.sequence.epochs = 100  # passes over all users (each pass draws fresh masks)
-  config.sequence.eval_every = 5  # epochs between validation NDCG@10 checks (and checkpoints)
-  # --- YouTube-style candidate model: youtube_dnn as model.name (netrec_jax/train/youtube.py).
+
+  # --- YouTube-style candidate model: youtube_dnn (netrec_jax/train/youtube.py).
   config.youtube = ml_collections.ConfigDict()
   config.youtube.embed_dim = 32  # width of the history (input) item embeddings
   config.youtube.tower = (128, 64)  # ReLU layers after [history mean, side features]
@@ -128,9 +135,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.youtube.remove_accidental_hits = False  # drop sampled negatives equal to the target
   config.youtube.softmax_weight = 1.0  # weight of the sampled-softmax loss
   config.youtube.rating_weight = 1.0  # weight of the rating head's MSE
-  config.youtube.batch_size = 1024  # (user, target item) examples per step
-  config.youtube.final_ranking = True  # final metrics also rank the full catalog (test)
-  # --- Content-based filtering: content as model.name (netrec_jax/train/content.py).
+
+  # --- Content-based filtering: content (netrec_jax/train/content.py); nothing is trained.
   config.content = ml_collections.ConfigDict()
   config.content.mode = "content"  # content: TF-IDF only | hybrid: + a CF model (warm items)
   config.content.title_weight = 1.0  # weight of the title TF-IDF block
@@ -141,37 +147,46 @@ def base_config() -> ml_collections.ConfigDict:
   config.content.profile_weighting = "centered"  # centered: stars - user mean | rating: stars
   config.content.user_mean_shrinkage = 5.0  # user mean shrunk to the global mean by k ratings
   config.content.cf_run = ""  # hybrid: workdir of a trained CF run to restore
-  config.content.cf_model = "mf"  # hybrid without cf_run: trained into WORKDIR/cf
+  # hybrid without cf_run: a model (its defaults) or an experiment name (its settings),
+  # trained into WORKDIR/cf on this config's data and split
+  config.content.cf_model = "mf"
   config.content.hybrid_shrinkage = 5.0  # CF weight n_i / (n_i + this); 0 items -> content
 
-  # --- Optimizers: row-sparse for embedding tables, optax for the rest.
+  # Fields set to None below take the chosen model's own default (each family module's
+  # DEFAULTS), so every model trains with settings that suit it unless a field is set.
+
+  # --- Optimizers: row-sparse for pair models' embedding tables, optax for the rest.
   config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.sparse = "adagrad"  # sgd | adagrad (row-wise) | lazy_adam
-  config.optimizer.sparse_lr = 0.05  # per-example step size of table rows
-  config.optimizer.embed_l2 = 0.1  # L2 on touched table rows (per occurrence)
-  config.optimizer.dense = "adam"  # adam | adamw | sgd, for tower and output params
-  config.optimizer.lr = 1e-3
+  config.optimizer.sparse = "adagrad"  # pair: sgd | adagrad (row-wise) | lazy_adam
+  config.optimizer.sparse_lr = 0.05  # pair: per-example step size of table rows
+  config.optimizer.embed_l2 = 0.1  # pair: L2 on touched table rows (per occurrence)
+  config.optimizer.dense = _typed(str)  # adam | adamw | sgd, for the Flax params
+  config.optimizer.lr = _typed(float)  # peak learning rate of the dense optimizer
   config.optimizer.momentum = 0.0  # sgd
-  config.optimizer.weight_decay = 1e-4  # adamw
-  config.optimizer.clip_norm = 0.0  # global-norm clipping of dense grads (0 = off)
-  config.optimizer.schedule = "constant"  # constant | warmup_cosine (both learning rates)
+  config.optimizer.weight_decay = _typed(float)  # adamw: decoupled decay (matrices only)
+  config.optimizer.l2 = _typed(float)  # L2 on weights added to the gradient (AutoRec's)
+  config.optimizer.clip_norm = _typed(float)  # global-norm clipping of dense grads (0 = off)
+  config.optimizer.schedule = "constant"  # constant | warmup_cosine (every learning rate)
   config.optimizer.warmup_steps = 100
   config.optimizer.final_lr_fraction = 0.0  # warmup_cosine: end lr as a fraction of peak
-  config.optimizer.plateau_patience = 0  # epochs without improvement before lr *= factor
+  config.optimizer.plateau_patience = 0  # validations without improvement before lr *= factor
   config.optimizer.plateau_factor = 0.5
 
-  # --- Training loop.
+  # --- Training loop (netrec_jax/train/loop.py), the same for every family.
   config.train = ml_collections.ConfigDict()
-  config.train.epochs = 10
-  config.train.batch_size = 8192
-  config.train.eval_batch_size = 65536
-  config.train.input_pipeline = "host"  # host (memmap gather + prefetch) | device (scan)
+  config.train.epochs = _typed(int)
+  # Examples per step: ratings (pair, youtube_dnn), rows (autoencoders), users (bert4rec),
+  # training pairs (lightgcn; gcmc with graph.full_batch=False).
+  config.train.batch_size = _typed(int)
+  config.train.eval_every = _typed(int)  # epochs between validations and checkpoints
+  config.train.eval_batch_size = 65536  # pairs per prediction call
+  config.train.input_pipeline = "host"  # pair: host (memmap gather + prefetch) | device (scan)
   config.train.prefetch = 2  # host batches kept ready ahead of the step
-  config.train.num_negatives = 4  # implicit: sampled negatives per positive
-  config.train.early_stopping_patience = 3  # epochs without validation improvement (0 = off)
+  config.train.num_negatives = 4  # pair, implicit: sampled negatives per positive
+  config.train.early_stopping_patience = _typed(int)  # validations without improvement (0=off)
   config.train.min_delta = 1e-4  # smallest improvement that counts
   config.train.resume = True  # continue from WORKDIR/checkpoints/latest if present
-  config.train.check_every_steps = 100  # host mode: NaN check interval
+  config.train.check_every_steps = 100  # NaN check window (steps)
   config.train.log_every_s = 10.0  # progress line interval within an epoch
 
   # --- Devices: a (data, model) mesh. data = -1 uses all devices not used by model.
@@ -179,29 +194,36 @@ def base_config() -> ml_collections.ConfigDict:
   config.mesh.data = -1
   config.mesh.model = 1  # > 1 row-shards embedding tables over this many devices
 
+  # --- Evaluation (netrec_jax/eval/evaluator.py): every final_metrics.json and comparison.
+  config.eval = ml_collections.ConfigDict()
+  config.eval.ks = (5, 10, 20)  # cut-offs of the ranking metrics
+  config.eval.relevance_threshold = _typed(float)  # held-out ratings >= this are relevant (0: all)
+  config.eval.user_batch = 128  # users scored per full-catalog ranking batch
+  # > 0 adds the sampled protocol: each relevant test item vs this many never-rated items
+  # (99 on a leave-last-out split is NCF's loo_99neg).
+  config.eval.sampled_negatives = _typed(int)
+  # How those negatives are drawn: uniform | popularity (proportional to training counts;
+  # 100 popularity negatives on a leave-last-out split is BERT4Rec's loo_pop100).
+  config.eval.negative_sampler = _typed(str)
+  # Full-catalog ranking in final metrics: auto (ranking models always, rating models when
+  # the store has at most 1M users) | always | never.
+  config.eval.ranking = "auto"
+
   # --- Comparison (launch.py --mode=compare; netrec_jax/eval/compare.py).
   config.compare = ml_collections.ConfigDict()
-  # Comma-separated: JAX models (mf, gmf, mlp, neumf, hybrid) and baselines (surprise_svd,
-  # surprise_svd_tuned, surprise_svdpp, surprise_baseline, surprise_knn, implicit_als,
-  # implicit_bpr, jax_als).
+  # Comma-separated entries: a model name (trained with that model's defaults), an experiment
+  # name (experiments/NAME.py: that experiment's tuned settings on this comparison's data and
+  # split) or a baseline (surprise_svd, surprise_svd_tuned, surprise_svdpp,
+  # surprise_baseline, surprise_knn, implicit_als, implicit_bpr, jax_als, ...).
+  # ENTRY@LABEL names a variant whose fields compare.model_overrides sets.
   config.compare.models = "mf,surprise_svd,surprise_baseline,implicit_als"
-  config.compare.ks = (5, 10, 20)  # cut-offs of the ranking metrics
-  config.compare.relevance_threshold = 4.0  # test ratings >= this are relevant (0: all)
-  config.compare.user_batch = 128  # users scored per full-catalog ranking batch
   # With split.kind = ml100k_fold: comma-separated folds to run and average (u1,...,u5 is the
   # ml100k_5fold protocol); empty = only split.fold.
   config.compare.folds = ""
-  # > 0 adds the sampled protocol: each relevant test item vs this many never-rated items
-  # (99 on a leave-last-out split is NCF's loo_99neg).
-  config.compare.sampled_negatives = 0
-  # How those negatives are drawn: uniform | popularity (proportional to training counts;
-  # 100 popularity negatives on a leave-last-out split is BERT4Rec's loo_pop100).
-  config.compare.negative_sampler = "uniform"
   # train mode: afterwards compare the trained model with compare.models' other entries on the
   # same split, into WORKDIR/comparison.
   config.compare.after_train = False
-  # Per-model settings on top of this config, e.g.
-  # "hybrid:model.use_features=true,model.dropout=0.2;neumf:model.dropout=0.1".
+  # Per-variant settings, e.g. "mf@big:model.embed_dim=256;neumf:model.dropout=0.1".
   config.compare.model_overrides = ""
 
   # --- Analysis.
@@ -220,3 +242,98 @@ def from_checkpoint(saved: dict) -> ml_collections.ConfigDict:
   with config.unlocked():
     config.update(saved)
   return config
+
+
+def is_experiment(name: str) -> bool:
+  """Whether experiments/NAME.py exists (beside the netrec_jax package)."""
+  from pathlib import Path
+  return (Path(__file__).resolve().parent.parent / "experiments" / f"{name}.py").is_file()
+
+
+def load_experiment(name: str) -> ml_collections.ConfigDict:
+  """experiments/NAME.py's get_config(), as --experiment=NAME loads it."""
+  import importlib.util
+  from pathlib import Path
+  root = Path(__file__).resolve().parent.parent
+  path = root / "experiments" / f"{name}.py"
+  if not path.is_file():
+    raise ValueError(f"unknown experiment {name!r} (no {path})")
+  import sys
+  if str(root) not in sys.path:  # experiments import each other as `experiments.X`
+    sys.path.insert(0, str(root))
+  spec = importlib.util.spec_from_file_location(f"experiments.{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+# ------------------------------------------------------------------------ fields by name
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  """{"train.epochs": 10, ...}: every leaf field of a config (or its dict) by dotted name."""
+  items = tree.items() if hasattr(tree, "items") else ()
+  out: dict[str, Any] = {}
+  for key, value in items:
+    name = f"{prefix}{key}"
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      out.update(flatten(value, name + "."))
+    else:
+      out[name] = tuple(value) if isinstance(value, list) else value
+  return out
+
+
+def changed_fields(config: ml_collections.ConfigDict) -> list[str]:
+  """Dotted names of the fields whose value differs from base_config()'s."""
+  base = flatten(base_config())
+  return sorted(name for name, value in flatten(config).items()
+                if name not in base or base[name] != value)
+
+
+def _parse(dotted: str, text: str, current: Any, field_type: type | None) -> Any:
+  kind = field_type or type(current)
+  try:
+    if kind is bool:
+      if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError
+      return text.lower() in ("1", "true", "yes")
+    if kind is int:
+      number = float(text)
+      if not number.is_integer():
+        raise ValueError
+      return int(number)
+    if kind is float:
+      return float(text)
+    if kind in (tuple, list):
+      return tuple(int(v) for v in text.split("x"))  # e.g. 128x64x32
+  except ValueError:
+    raise ValueError(f"config field {dotted!r} is {kind.__name__}: cannot read {text!r}"
+                     ) from None
+  return text
+
+
+def set_field(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
+  """config.<dotted> = value; a string is parsed as the field's type (flags, sweeps,
+  comparison variants and tests all set fields through here). Unknown fields are an error."""
+  *parents, leaf = dotted.split(".")
+  node = config
+  for part in parents:
+    if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+      raise KeyError(f"unknown config field {dotted!r}")
+    node = node[part]
+  if leaf not in node:
+    raise KeyError(f"unknown config field {dotted!r}")
+  if isinstance(value, str):
+    value = _parse(dotted, value.strip(), node[leaf], node.get_type(leaf))
+  with config.unlocked():
+    node[leaf] = value
+
+
+def fill_defaults(config: ml_collections.ConfigDict, defaults: dict[str, Any]) -> None:
+  """Sets each field of `defaults` that the config leaves unset (None) to its default."""
+  for dotted, value in defaults.items():
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+      node = node[part]
+    if node[leaf] is None:
+      with config.unlocked():
+        node[leaf] = value

@@ -11,6 +11,7 @@ from absl import logging
 
 from netrec_jax.data import datasets
 from netrec_jax.data.store import atomic_write_text
+from netrec_jax.eval import report
 
 
 def prepare(config: Any, workdir: str | os.PathLike, rebuild: bool = False) -> dict[str, Any]:
@@ -59,12 +60,22 @@ def format_summary(summary: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
+def check(config: Any, mode: str = "train") -> None:
+  """Refuses, before any work, a config field that the run would not read (naming it)."""
+  from netrec_jax.train import family
+  if mode == "compare" or config.compare.after_train:
+    from netrec_jax.eval import compare as compare_lib
+    family.check_fields(config, compare_lib.model_names(config))
+  else:
+    family.check_fields(config)
+
+
 def train(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
   """Prepares the data (summary, EDA), trains, evaluates; prints metrics with their protocol."""
-  from netrec_jax.train import families
-  trainer = families.family(config.model.name)
+  from netrec_jax.train import loop
+  check(config)
   prepare(config, workdir)
-  result = trainer.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(config, workdir)
   print(format_metrics(result))
   if config.compare.after_train:
     from netrec_jax.eval import compare as compare_lib
@@ -77,8 +88,9 @@ def train(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
 def evaluate(config: Any, restore_from: str | os.PathLike, workdir: str | os.PathLike
              ) -> dict[str, Any]:
   """Restores a run's best checkpoint and evaluates it on the same split."""
-  from netrec_jax.train import families
-  result = families.family(config.model.name).evaluate_checkpoint(config, restore_from, workdir)
+  from netrec_jax.train import loop
+  check(config)
+  result = loop.evaluate_checkpoint(config, restore_from, workdir)
   print(format_metrics(result))
   return result
 
@@ -86,6 +98,7 @@ def evaluate(config: Any, restore_from: str | os.PathLike, workdir: str | os.Pat
 def compare(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
   """Every configured model and baseline on one split; prints the comparison table."""
   from netrec_jax.eval import compare as compare_lib
+  check(config, "compare")
   prepare(config, workdir)
   if config.compare.folds:
     results = compare_lib.compare_folds(config, workdir)
@@ -101,7 +114,7 @@ def format_metrics(result: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                      for k, v in part.items())
   return "\n".join([
-      f"model     {result['model']} ({result['task']}), {result['checkpoint']} checkpoint at "
+      f"model     {result['model']}, {result['checkpoint']} checkpoint at "
       f"step {result.get('checkpoint_step')} (epoch {result.get('checkpoint_epoch')})",
       f"data      {result['store']} [{result['store_fingerprint']}], split {result['split']}, "
       f"protocol {result['protocol']}; predictions {result['predictions']}",
@@ -117,47 +130,28 @@ def parse_sweep(spec: str) -> list[tuple[str, list[str]]]:
     if "=" not in part:
       raise ValueError(f"sweep axis {part!r} must look like FIELD=V1,V2")
     field, values = part.split("=", 1)
-    axes.append((field.strip(), [v.strip() for v in values.split(",") if v.strip()]))
+    values = [v.strip() for v in values.split(",") if v.strip()]
+    if not values:
+      raise ValueError(f"sweep axis {field.strip()!r} has no values")
+    axes.append((field.strip(), values))
+  if not axes:
+    raise ValueError(f"sweep {spec!r} has no axes")
   return axes
-
-
-def _set_field(config: Any, dotted: str, text: str) -> None:
-  """Sets config.<dotted> from text, parsed as the field's current type."""
-  *parents, leaf = dotted.split(".")
-  node = config
-  for p in parents:
-    node = node[p]
-  if leaf not in node:
-    raise KeyError(f"unknown config field {dotted!r}")
-  current = node[leaf]
-  if isinstance(current, bool):
-    value = text.lower() in ("1", "true", "yes")
-  elif isinstance(current, int):
-    number = float(text)
-    if not number.is_integer():
-      raise ValueError(f"config field {dotted!r} is an integer, got {text!r}")
-    value = int(number)
-  elif isinstance(current, float):
-    value = float(text)
-  elif isinstance(current, (tuple, list)):
-    value = tuple(int(v) for v in text.split("x"))  # e.g. 128x64x32
-  else:
-    value = text
-  node[leaf] = value
 
 
 def sweep(config: Any, workdir: str | os.PathLike, spec: str) -> list[dict[str, Any]]:
   """Trains every combination of the sweep grid into WORKDIR/<name>; one summary table."""
   import copy
   import itertools
+
+  from netrec_jax import configs
   workdir = Path(workdir)
   axes = parse_sweep(spec)
   rows = []
   for values in itertools.product(*(v for _, v in axes)):
     run_config = copy.deepcopy(config)
-    with run_config.unlocked():
-      for (field, _), value in zip(axes, values):
-        _set_field(run_config, field, value)
+    for (field, _), value in zip(axes, values):
+      configs.set_field(run_config, field, value)
     name = "_".join(f"{field.split('.')[-1]}={value}" for (field, _), value in zip(axes, values))
     logging.info("sweep run %s", name)
     result = train(run_config, workdir / name)
@@ -165,7 +159,7 @@ def sweep(config: Any, workdir: str | os.PathLike, spec: str) -> list[dict[str, 
                  **{f"valid_{k}": v for k, v in result["valid"].items() if _is_metric(k, v)},
                  **{f"test_{k}": v for k, v in result["test"].items() if _is_metric(k, v)},
                  "best_epoch": result.get("best_epoch"), "protocol": result["protocol"]})
-  _write_table(workdir / "sweep_summary", rows)
+  report.write_table(workdir / "sweep_summary", rows)
   print((workdir / "sweep_summary.md").read_text())
   return rows
 
@@ -173,19 +167,3 @@ def sweep(config: Any, workdir: str | os.PathLike, spec: str) -> list[dict[str, 
 def _is_metric(key: str, value: Any) -> bool:
   """Metric values for summary tables (not counts, flags or ranges)."""
   return isinstance(value, float) and not isinstance(value, bool)
-
-
-def _write_table(stem: Path, rows: list[dict[str, Any]]) -> None:
-  """rows as Markdown (.md), CSV (.csv) and JSON (.json)."""
-  import csv
-  stem.parent.mkdir(parents=True, exist_ok=True)
-  columns = list(dict.fromkeys(k for r in rows for k in r))
-  cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
-  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-  lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
-  stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-  with open(stem.with_suffix(".csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-  stem.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")

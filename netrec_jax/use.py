@@ -2,7 +2,7 @@
 
 Every mode starts from a training run's checkpoint (`launch.py --mode=recommend|similar|
 analyze|serve --restore_from=WORKDIR`). `open_model` reads the model name from the checkpoint's
-saved config, restores it through its family (netrec_jax/train/families.py) and loads the
+saved config, restores it through its family (netrec_jax/train/family.py) and loads the
 catalog once; the mode functions below take either a WORKDIR or that opened model, so the
 service (netrec_jax/serve.py), the launcher and tests share one code path.
 
@@ -112,21 +112,15 @@ class OpenedModel:
 def checkpoint_meta(restore_from: str | os.PathLike, which: str = "best"
                     ) -> tuple[dict[str, Any], str]:
   """The saved meta (config, step, data) of a run's `which` checkpoint, else its latest."""
-  root = Path(restore_from) / "checkpoints"
-  if not root.is_dir():
-    raise UseError(f"{restore_from}: no checkpoints here ({root} does not exist); pass the "
-                   "--workdir of a finished training run as --restore_from")
-  from netrec_jax.train import checkpoint as ckpt_lib  # jax and orbax: only once needed
-  checkpoints = ckpt_lib.Checkpoints(restore_from)
+  if not Path(restore_from).is_dir():
+    raise UseError(f"{restore_from}: no such run folder; pass the --workdir of a finished "
+                   "training run as --restore_from")
+  from netrec_jax.train import checkpoint as ckpt_lib, loop  # jax and orbax: only once needed
   try:
-    if not checkpoints.has(which):
-      which = "latest"
-    meta = checkpoints.read_meta(which)
-  finally:
-    checkpoints.close()
-  if meta is None:
-    raise UseError(f"{restore_from}: no finished checkpoint under {root}")
-  return meta, which
+    return loop.run_meta(restore_from, which)
+  except ckpt_lib.CheckpointError as e:
+    raise UseError(f"{e}; pass the --workdir of a finished training run as --restore_from"
+                   ) from None
 
 
 def open_model(restore_from: str | os.PathLike, config: Any = None, which: str = "best"
@@ -136,19 +130,17 @@ def open_model(restore_from: str | os.PathLike, config: Any = None, which: str =
   With `config`, the checkpoint must fit it (same data and model); its data section says
   where the store lives now. Without one, the run's own saved config is used.
   """
-  from netrec_jax.progress import quiet_library_logs
-  from netrec_jax.train import families
-  quiet_library_logs()
+  from netrec_jax.train import loop
   meta, which = checkpoint_meta(restore_from, which)
   model_name = meta["config"]["model"]["name"]
   from netrec_jax.train.checkpoint import CheckpointError
   try:
-    recommender = families.family(model_name).load_recommender(restore_from, config, which)
+    recommender = loop.load_recommender(restore_from, config, which)
   except CheckpointError as e:  # e.g. --experiment's data or model differ from the run's
     raise UseError(str(e)) from None
   store, split = getattr(recommender, "store", None), getattr(recommender, "split", None)
   if store is None or split is None:
-    raise UseError(f"model {model_name!r} (restored by {families.FAMILIES[model_name]}) does "
+    raise UseError(f"model {model_name!r} does "
                    "not expose the store and split it was trained on; its recommender needs "
                    "`store` and `split` attributes for the use modes")
   train_rows = split.rows("train")

@@ -3,6 +3,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from netrec_jax.train import loop  # noqa: E402
 import pytest
 
 from netrec_jax.data.synthetic import SyntheticConfig, build_synthetic_store
@@ -24,8 +26,8 @@ def row_config(tmp_path, n_users=300, n_items=120, n_ratings=12000):
   config.data.min_user_ratings = 5
   config.split.kind = "random"
   config.model.name = "autorec"
-  config.model.autorec_hidden = 16
-  config.model.row_batch = 32
+  config.autoencoder.autorec_hidden = 16
+  config.train.batch_size = 32
   config.train.epochs = 2
   return config
 
@@ -107,10 +109,10 @@ def test_row_models_train_through_the_launcher_pipeline(tmp_path, name, side, re
   from netrec_jax import pipeline
   config = row_config(tmp_path, n_users=400, n_items=150, n_ratings=20000)
   config.model.name = name
-  config.model.autorec_side = side
-  config.model.autorec_hidden = 32
-  config.model.ae_hidden = (32, 16, 8)
-  config.model.ae_refeed = refeed
+  config.autoencoder.side = side
+  config.autoencoder.autorec_hidden = 32
+  config.autoencoder.layers = (32, 16, 8)
+  config.autoencoder.refeed = refeed
   config.optimizer.lr = 3e-3
   config.train.epochs = 4
   config.eda = False
@@ -134,25 +136,25 @@ def test_row_models_train_through_the_launcher_pipeline(tmp_path, name, side, re
 
 
 def test_row_model_sharded_training_equals_single_device(tmp_path):
-  from netrec_jax.train import rows
+  from netrec_jax.train import autoencoder as rows
   results = []
   for data_axis in (1, 4):
     config = row_config(tmp_path)
     config.mesh.data = data_axis
-    results.append(rows.train_and_evaluate(config, tmp_path / f"run{data_axis}"))
+    results.append(loop.train_and_evaluate(config, tmp_path / f"run{data_axis}"))
   for part in ("valid", "test"):
     assert results[0][part]["rmse"] == pytest.approx(results[1][part]["rmse"], abs=1e-5)
 
 
 def test_new_user_recommendations_exclude_the_given_movies(tmp_path):
-  from netrec_jax.train import rows
+  from netrec_jax.train import autoencoder as rows
   config = row_config(tmp_path)
-  config.model.autorec_side = "user"
-  trained = rows.train_and_evaluate(config, tmp_path / "run")
+  config.autoencoder.side = "user"
+  trained = loop.train_and_evaluate(config, tmp_path / "run")
   model, params, store, split, _ = rows.load_row_model(tmp_path / "run")
   # The restored best checkpoint reproduces the run's test metric.
   users, items = np.take(store.user, split.rows("test")), np.take(store.item, split.rows("test"))
-  pred = rows.load_recommender(tmp_path / "run").predict(users, items)
+  pred = loop.load_recommender(tmp_path / "run").predict(users, items)
   rmse = float(np.sqrt(np.mean((np.clip(pred, 1, 5) - store.stars(split.rows("test"))) ** 2)))
   assert rmse == pytest.approx(trained["test"]["rmse"], abs=1e-6)
   given = {int(i): 5.0 for i in store.item_original_ids()[:5]}
@@ -175,8 +177,8 @@ def test_row_model_restores_resumes_and_evaluates_through_launch_py(tmp_path):
   common = ["launch.py", "--experiment=quickstart", f"--config.data.store_root={tmp_path}/stores",
             "--config.data.synthetic.n_users=300", "--config.data.synthetic.n_items=120",
             "--config.data.synthetic.n_ratings=12000", "--config.data.min_user_ratings=5",
-            "--config.model.name=autorec", "--config.model.autorec_hidden=16",
-            "--config.model.row_batch=32", "--config.eda=False",
+            "--config.model.name=autorec", "--config.autoencoder.autorec_hidden=16",
+            "--config.train.batch_size=32", "--config.eda=False",
             "--config.compare.after_train=False", "--config.train.early_stopping_patience=0"]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   launch = lambda *args: subprocess.run([sys.executable, *common, *args], cwd=repo, env=env,
@@ -199,20 +201,20 @@ def test_row_model_restores_resumes_and_evaluates_through_launch_py(tmp_path):
   assert [r["epoch"] for r in log] == [0, 1, 2]  # epochs 0-1 were not trained again
   assert log[2]["train_loss"] < log[0]["train_loss"]
 
-  bad = launch("--config.model.autorec_hidden=8", "--mode=eval",
+  bad = launch("--config.autoencoder.autorec_hidden=8", "--mode=eval",
                f"--restore_from={tmp_path / 'train'}", f"--workdir={tmp_path / 'bad'}")
   assert bad.returncode != 0
-  assert "model.autorec_hidden: checkpoint 16, config 8" in bad.stderr
+  assert "autoencoder.autorec_hidden: checkpoint 16, config 8" in bad.stderr
 
 
 @pytest.mark.parametrize("side", ["item", "user"])
 def test_row_recommender_scores_agree_with_predictions_and_the_evaluator(tmp_path, side):
   from netrec_jax.eval import evaluator
-  from netrec_jax.train import rows
+  from netrec_jax.train import autoencoder as rows
   config = row_config(tmp_path)
-  config.model.autorec_side = side
-  trained = rows.train_and_evaluate(config, tmp_path / "run")
-  recommender = rows.load_recommender(tmp_path / "run", config)
+  config.autoencoder.side = side
+  trained = loop.train_and_evaluate(config, tmp_path / "run")
+  recommender = loop.load_recommender(tmp_path / "run", config)
   store, split = recommender.store, recommender.split
   test = split.rows("test")
   users, items = np.take(store.user, test), np.take(store.item, test)
@@ -243,7 +245,7 @@ def test_row_recommender_scores_agree_with_predictions_and_the_evaluator(tmp_pat
 
 
 def test_row_batching_caps_cells_and_pads_to_few_shapes():
-  from netrec_jax.train.rows import RowBatching, bucket_width, epoch_batches
+  from netrec_jax.train.autoencoder import RowBatching, bucket_width, epoch_batches
   batching = RowBatching(rows=64, entries=4096, multiple=4)
   lengths = np.array([3] * 100 + [2000] * 5 + [40] * 30)
   spans = batching.spans(lengths)

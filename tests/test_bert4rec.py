@@ -7,6 +7,8 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from netrec_jax.train import loop  # noqa: E402
 import pytest
 
 from netrec_jax.models.bert4rec import PAD, Bert4Rec, cloze_loss, mask_token
@@ -162,8 +164,8 @@ def test_sharded_training_equals_single_device_and_restores(tmp_path):
   for data_axis in (1, 4):
     config = seq_config(tmp_path)
     config.mesh.data = data_axis
-    results.append(sequence.train_and_evaluate(config, tmp_path / f"run{data_axis}"))
-    restored = sequence.load_recommender(tmp_path / f"run{data_axis}", config)
+    results.append(loop.train_and_evaluate(config, tmp_path / f"run{data_axis}"))
+    restored = loop.load_recommender(tmp_path / f"run{data_axis}", config)
     scores.append(restored.score_items(np.arange(40)))
     # A new user given an existing user's training movies (in order) scores like that user.
     user = int(np.argmax(restored.sequences.lengths()))
@@ -201,8 +203,8 @@ def test_trains_and_evaluates_through_launch_py(tmp_path):
             "--config.data.synthetic.n_ratings=5000", "--config.data.min_user_ratings=5",
             "--config.split.kind=loo", "--config.model.name=bert4rec",
             "--config.sequence.max_len=12", "--config.sequence.hidden=8",
-            "--config.sequence.layers=1", "--config.sequence.epochs=2",
-            "--config.sequence.eval_every=1", "--config.eda=False",
+            "--config.sequence.layers=1", "--config.train.epochs=2",
+            "--config.train.eval_every=1", "--config.eda=False",
             "--config.compare.after_train=False"]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   launch = lambda *args: subprocess.run([sys.executable, *common, *args], cwd=repo, env=env,

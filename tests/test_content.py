@@ -10,6 +10,7 @@ from netrec_jax import configs
 from netrec_jax.data.builder import StoreBuilder
 from netrec_jax.data.splits import TEST, TRAIN, Split
 from netrec_jax.eval import cold_start, evaluator
+from netrec_jax.train import loop  # noqa: F401
 from netrec_jax.train import content as content_lib
 
 N_USERS, N_ITEMS = 60, 40
@@ -157,10 +158,10 @@ def test_family_functions_round_trip(tmp_path):
   config.data.synthetic.update(n_users=150, n_items=60, n_ratings=4000)
   config.data.min_user_ratings = 5
   config.split.kind = "random"
-  trained = content_lib.train_and_evaluate(config, tmp_path / "run")
+  trained = loop.train_and_evaluate(config, tmp_path / "run")
   assert trained["protocol"] == "random_90_10_seed0"
   assert set(trained["vocabulary"]) == {"title", "year"}  # synthetic movies: no genres
-  ev = content_lib.evaluate_checkpoint(config, tmp_path / "run", tmp_path / "eval")
+  ev = loop.evaluate_checkpoint(config, tmp_path / "run", tmp_path / "eval")
   assert ev["test"] == trained["test"]
   assert ev["test_ranking"]["ndcg@10"] == trained["test_ranking"]["ndcg@10"]
   on_disk = json.loads((tmp_path / "eval" / "final_metrics.json").read_text())
@@ -168,6 +169,6 @@ def test_family_functions_round_trip(tmp_path):
   other = content_config(genre_weight=2.0)
   other.data = config.data
   with pytest.raises(ValueError, match="content settings differ"):
-    content_lib.load_recommender(tmp_path / "run", other)
+    loop.load_recommender(tmp_path / "run", other)
   with pytest.raises(ValueError, match="content.mode"):
-    content_lib.train_and_evaluate(content_config(mode="blend"), tmp_path / "bad")
+    loop.train_and_evaluate(content_config(mode="blend"), tmp_path / "bad")

@@ -3,6 +3,8 @@
 import json
 
 import numpy as np
+
+from netrec_jax.train import loop  # noqa: E402
 import pytest
 import scipy.sparse as sp
 
@@ -151,8 +153,8 @@ def test_compare_writes_one_table_for_all_models(tmp_path):
   config = tiny_config(tmp_path, n_users=400, n_items=150, n_ratings=16000)
   config.train.epochs = 2
   config.compare.models = "mf,surprise_baseline,implicit_als,jax_als"
-  config.compare.ks = (5, 10)
-  config.compare.sampled_negatives = 20
+  config.eval.ks = (5, 10)
+  config.eval.sampled_negatives = 20
   results = compare.compare(config, tmp_path / "cmp")
   by_name = {r["model"]: r for r in results}
   assert set(by_name) == {"mf", "surprise_baseline", "implicit_als", "jax_als"}
@@ -167,16 +169,16 @@ def test_compare_writes_one_table_for_all_models(tmp_path):
 
 
 def test_jax_model_metrics_do_not_depend_on_device_count(tmp_path):
-  from netrec_jax.train import trainer
+  from netrec_jax.train import loop as trainer
   config = tiny_config(tmp_path)
   config.mesh.update(data=1, model=1)
-  trainer.train_and_evaluate(config, tmp_path / "run")
+  loop.train_and_evaluate(config, tmp_path / "run")
   results = []
   for data_axis in (1, 4):
     with config.unlocked():
       config.mesh.data = data_axis
       config.train.eval_batch_size = 1000 if data_axis == 1 else 64
-    model = trainer.load_recommender(tmp_path / "run", config)
+    model = loop.load_recommender(tmp_path / "run", config)
     assert model.exp.mesh.devices.size == data_axis
     data = evaluator.prepare(model.exp.store, model.exp.split)
     results.append(evaluator.evaluate(model, data, ks=(10,), user_batch=50 * data_axis))

@@ -13,6 +13,7 @@ import pytest
 
 from netrec_jax import configs
 from netrec_jax.models import graph as graph_lib
+from netrec_jax.train import loop  # noqa: F401
 from netrec_jax.train import graph as graph_train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,7 +135,7 @@ def graph_config(store_root, name="gcmc", **overrides):
   config.graph.gcmc_dense = 8
   config.graph.embed_dim = 8
   config.graph.layers = 2
-  config.graph.batch_size = 512
+  config.train.batch_size = 512
   config.graph.ema_decay = 0.9
   config.optimizer.lr = 0.01
   config.train.epochs = 4
@@ -187,19 +188,19 @@ def test_sharded_steps_equal_single_device(store_root, name, overrides):
 
 
 def test_checkpoint_restore_reproduces_metrics_and_resume_continues(store_root, tmp_path):
-  config = graph_config(store_root, "gcmc", **{"train.epochs": 6, "graph.eval_every": 2,
+  config = graph_config(store_root, "gcmc", **{"train.epochs": 6, "train.eval_every": 2,
                                                "train.early_stopping_patience": 0})
-  final = graph_train.train_and_evaluate(config, tmp_path / "run")
+  final = loop.train_and_evaluate(config, tmp_path / "run")
   assert final["protocol"] == "random_90_10_seed0" and final["checkpoint"] == "best"
   assert final["test"]["rmse"] < 1.5
-  restored = graph_train.load_recommender(tmp_path / "run", config)
+  restored = loop.load_recommender(tmp_path / "run", config)
   again = restored.evaluate_splits()
   assert again["test"] == final["test"] and again["valid"] == final["valid"]
   assert restored.item_vectors().shape == (restored.store.n_items, 8)
   # Resume: two more epochs continue after the saved epoch instead of starting over.
-  more = graph_config(store_root, "gcmc", **{"train.epochs": 8, "graph.eval_every": 2,
+  more = graph_config(store_root, "gcmc", **{"train.epochs": 8, "train.eval_every": 2,
                                              "train.early_stopping_patience": 0})
-  graph_train.train_and_evaluate(more, tmp_path / "run")
+  loop.train_and_evaluate(more, tmp_path / "run")
   log = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
          if x]
   assert [r["epoch"] for r in log] == [1, 3, 5, 7]
@@ -207,7 +208,7 @@ def test_checkpoint_restore_reproduces_metrics_and_resume_continues(store_root, 
   # A checkpoint refuses a config whose graph shapes differ, naming the field.
   other = graph_config(store_root, "gcmc", **{"graph.gcmc_dense": 16})
   with pytest.raises(ValueError, match="graph.gcmc_dense: checkpoint 8, config 16"):
-    graph_train.load_recommender(tmp_path / "run", other)
+    loop.load_recommender(tmp_path / "run", other)
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -227,9 +228,9 @@ def test_launch_trains_and_restores_lightgcn(store_root, tmp_path):
             "--config.data.source=synthetic", f"--config.data.store_root={store_root}",
             "--config.data.synthetic.n_users=150", "--config.data.synthetic.n_items=60",
             "--config.data.synthetic.n_ratings=4000", "--config.data.min_user_ratings=5",
-            "--config.split.kind=loo", "--config.compare.relevance_threshold=0",
-            "--config.graph.embed_dim=8", "--config.graph.eval_every=1",
-            "--config.train.epochs=3", "--config.graph.batch_size=512"]
+            "--config.split.kind=loo", "--config.eval.relevance_threshold=0",
+            "--config.graph.embed_dim=8", "--config.train.eval_every=1",
+            "--config.train.epochs=3", "--config.train.batch_size=512"]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   run = subprocess.run(common + [f"--workdir={tmp_path / 'train'}"], cwd=REPO,
                        capture_output=True, text=True, env=env, timeout=300)

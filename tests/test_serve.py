@@ -20,7 +20,7 @@ import pytest
 from test_train import tiny_config
 
 from netrec_jax import use
-from netrec_jax.train import trainer
+from netrec_jax.train import loop
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 180
@@ -53,7 +53,7 @@ def request(port: int, method: str, path: str, body: str | bytes | dict | None =
 def mf_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("serve")
   config = tiny_config(root / "stores", **{"train.epochs": 2})
-  trainer.train_and_evaluate(config, root / "run")
+  loop.train_and_evaluate(config, root / "run")
   return root / "run"
 
 

@@ -14,7 +14,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from netrec_jax import configs, models
 from netrec_jax.train import checkpoint as ckpt_lib
-from netrec_jax.train import input_pipeline, sparse, state as state_lib, steps, trainer
+from netrec_jax.train import input_pipeline, loop, optim, pair, sparse, state as state_lib, steps
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--config.data.synthetic.n_users=600", "--config.data.synthetic.n_items=250",
@@ -89,7 +89,7 @@ def _run_steps(config, mesh, n_steps=4):
   model = models.build_model(config.model, 3.5)
   specs = model.table_specs()
   sizes = state_lib.table_sizes(specs, exp_store.n_users, exp_store.n_items, mesh)
-  tx = trainer.dense_optimizer(config.optimizer, 100)
+  tx = optim.dense_optimizer(config.optimizer, 100)
   init = state_lib.state_initializer(model, specs, sizes, tx, config.optimizer.sparse, 0, 0)
   state, shardings = state_lib.create_state(init, mesh)
   step = steps.make_train_step(model, specs, task=config.task, dense_tx=tx,
@@ -142,7 +142,7 @@ def test_row_sharded_tables_are_split_over_the_model_axis(store_root):
   specs = model.table_specs()
   sizes = state_lib.table_sizes(specs, 601, 251, mesh)
   assert all(v % 2 == 0 for v in sizes.values())  # padded to the model axis
-  init = state_lib.state_initializer(model, specs, sizes, trainer.dense_optimizer(
+  init = state_lib.state_initializer(model, specs, sizes, optim.dense_optimizer(
       config.optimizer, 10), "adagrad", 0, 0)
   state, _ = state_lib.create_state(init, mesh)
   shard_rows = {s.data.shape[0] for s in state.tables["user_vec"].addressable_shards}
@@ -153,7 +153,7 @@ def test_row_sharded_tables_are_split_over_the_model_axis(store_root):
 def test_mf_learns_the_low_rank_structure(store_root, tmp_path):
   config = tiny_config(store_root, **{"train.epochs": 6, "optimizer.embed_l2": 0.3})
   config.data.synthetic.update(n_users=1500, n_items=400, n_ratings=120000)
-  result = trainer.train_and_evaluate(config, tmp_path / "run")
+  result = loop.train_and_evaluate(config, tmp_path / "run")
   exp = trainer.setup(config)
   train = exp.store.stars(exp.rows["train"]).mean()
   test_y = exp.store.stars(exp.rows["test"]).astype(np.float64)
@@ -190,7 +190,7 @@ def test_mf_learns_the_low_rank_structure(store_root, tmp_path):
 ])
 def test_every_model_trains_and_evaluates(store_root, tmp_path, overrides):
   config = tiny_config(store_root, **overrides)
-  result = trainer.train_and_evaluate(config, tmp_path / "run")
+  result = loop.train_and_evaluate(config, tmp_path / "run")
   metric = "rmse" if config.task == "explicit" else "logloss"
   assert np.isfinite(result["test"][metric])
   assert (tmp_path / "run" / "final_metrics.json").is_file()
@@ -201,7 +201,7 @@ def test_non_finite_loss_stops_before_checkpointing(store_root, tmp_path):
   config = tiny_config(store_root, **{"optimizer.sparse": "sgd", "optimizer.sparse_lr": 1e30,
                                       "train.check_every_steps": 1})
   with pytest.raises(trainer.NonFiniteLossError, match=r"at step \d+ \(epoch 0\)"):
-    trainer.train_and_evaluate(config, tmp_path / "run")
+    loop.train_and_evaluate(config, tmp_path / "run")
   checkpoints = ckpt_lib.Checkpoints(tmp_path / "run")
   assert not checkpoints.has("latest") and not checkpoints.has("best")
   checkpoints.close()
@@ -246,10 +246,10 @@ def test_eval_from_checkpoint_in_a_new_process_reproduces_metrics(store_root, tm
 
 def test_checkpoint_from_other_data_is_refused(store_root, tmp_path):
   config = tiny_config(store_root, **{"train.epochs": 1})
-  trainer.train_and_evaluate(config, tmp_path / "run")
+  loop.train_and_evaluate(config, tmp_path / "run")
   other = tiny_config(store_root, **{"train.epochs": 1, "data.min_user_ratings": 40})
   with pytest.raises(ckpt_lib.CheckpointError, match="fingerprint"):
-    trainer.evaluate_checkpoint(other, tmp_path / "run", tmp_path / "eval")
+    loop.evaluate_checkpoint(other, tmp_path / "run", tmp_path / "eval")
 
 
 # ------------------------------------------------------------------------------ bad configs
@@ -265,7 +265,7 @@ def test_checkpoint_from_other_data_is_refused(store_root, tmp_path):
 def test_bad_configs_give_clear_errors(store_root, tmp_path, overrides, message):
   config = tiny_config(store_root, **overrides)
   with pytest.raises(ValueError, match=message):
-    trainer.train_and_evaluate(config, tmp_path / "run")
+    loop.train_and_evaluate(config, tmp_path / "run")
 
 
 def test_sweep_writes_one_summary_table(store_root, tmp_path):
@@ -318,6 +318,6 @@ def test_a_checkpoint_config_missing_newer_fields_restores_with_defaults():
   del saved["model"]["row_batch_entries"]
   del saved["graph"]
   restored = configs.from_checkpoint(json.loads(json.dumps(saved)))
-  assert restored.model.row_batch_entries == configs.base_config().model.row_batch_entries
+  assert restored.autoencoder.batch_entries == configs.base_config().autoencoder.batch_entries
   assert restored.model.mlp_layers == (64, 32, 16, 8)  # JSON lists back to tuples
   assert "layers" in restored.graph

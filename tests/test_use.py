@@ -16,8 +16,8 @@ from test_train import tiny_config
 
 from netrec_jax import use
 from netrec_jax.analysis import embeddings as emb
-from netrec_jax.train import rows as rows_lib
-from netrec_jax.train import trainer
+from netrec_jax.train import autoencoder as rows_lib
+from netrec_jax.train import loop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def mf_run(tmp_path_factory, store_root):
   """WORKDIR of a tiny MF trained long enough to have learned the synthetic factors."""
   root = tmp_path_factory.mktemp("use_mf")
   config = tiny_config(store_root, **{"train.epochs": 4, "optimizer.embed_l2": 0.1})
-  trainer.train_and_evaluate(config, root / "run")
+  loop.train_and_evaluate(config, root / "run")
   return root / "run"
 
 
@@ -76,7 +76,7 @@ def test_score_items_equals_pairwise_predictions(mf, neumf):
     rec = m.recommender
     users = np.arange(0, m.store.n_users, 37)
     n = m.store.n_items
-    pairs = trainer.predict_pairs(rec.exp, rec.state, np.repeat(users, n),
+    pairs = pair.predict_pairs(rec.exp, rec.state, np.repeat(users, n),
                                   np.tile(np.arange(n), len(users))).reshape(len(users), n)
     np.testing.assert_allclose(rec.score_items(users), pairs, atol=1e-5)
     np.testing.assert_allclose(rec.score_items(users[3:4]), pairs[3:4], atol=1e-5)
@@ -193,7 +193,7 @@ def neumf(tmp_path_factory, store_root):
   config = tiny_config(store_root, **{"model.name": "neumf", "model.gmf_dim": 8,
                                       "model.mlp_layers": (16, 8), "train.epochs": 1,
                                       "mesh.data": 1, "optimizer.lr": 0.005})
-  trainer.train_and_evaluate(config, root / "run")
+  loop.train_and_evaluate(config, root / "run")
   return use.open_model(root / "run")
 
 
@@ -215,11 +215,11 @@ def test_gradient_fold_in_follows_the_given_stars(neumf):
 
 def test_autoencoder_new_user_uses_an_encoder_pass(tmp_path, store_root):
   config = tiny_config(store_root, **{"model.name": "autorec",
-                                               "model.autorec_side": "user",
-                                               "model.autorec_hidden": 16,
-                                               "model.row_batch": 64, "train.epochs": 1,
+                                               "autoencoder.side": "user",
+                                               "autoencoder.autorec_hidden": 16,
+                                               "train.batch_size": 64, "train.epochs": 1,
                                       "mesh.data": 1})
-  rows_lib.train_and_evaluate(config, tmp_path / "run")
+  loop.train_and_evaluate(config, tmp_path / "run")
   m = use.open_model(tmp_path / "run")
   given = {int(m.catalog.movie_ids[k]): 5.0 for k in (1, 2)}
   result = use.recommend_new_user(m, given, 10)

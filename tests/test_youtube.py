@@ -9,6 +9,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from netrec_jax.train import loop  # noqa: E402
 import pytest
 
 from netrec_jax import configs
@@ -120,14 +122,14 @@ def test_sharded_training_equals_single_device_and_restores(tmp_path):
   for data_axis in (1, 4):
     config = youtube_config(tmp_path)
     config.mesh.data = data_axis
-    results[data_axis] = youtube.train_and_evaluate(config, tmp_path / f"run{data_axis}")
+    results[data_axis] = loop.train_and_evaluate(config, tmp_path / f"run{data_axis}")
   for part in ("valid", "test"):
     assert results[1][part]["rmse"] == pytest.approx(results[4][part]["rmse"], abs=1e-5)
   assert results[4]["protocol"] == "random_90_10_seed0"
   assert results[4]["test_ranking"]["protocol"] == "random_90_10_seed0_full_ranking"
 
   # The restored best checkpoint reproduces the run's metrics.
-  restored = youtube.load_recommender(tmp_path / "run4", youtube_config(tmp_path))
+  restored = loop.load_recommender(tmp_path / "run4", youtube_config(tmp_path))
   again = restored.evaluate_splits()
   assert again["test"]["rmse"] == pytest.approx(results[4]["test"]["rmse"], abs=1e-6)
   assert again["test_ranking"]["recall@10"] == pytest.approx(
@@ -151,7 +153,7 @@ def test_sharded_training_equals_single_device_and_restores(tmp_path):
   config.mesh.data = 4
   config.train.epochs = 3
   config.train.early_stopping_patience = 0
-  youtube.train_and_evaluate(config, tmp_path / "run4")
+  loop.train_and_evaluate(config, tmp_path / "run4")
   log = [json.loads(x) for x in (tmp_path / "run4" / "metrics.jsonl").read_text().splitlines()]
   assert [r["epoch"] for r in log] == [0, 1, 2]
 
@@ -160,7 +162,7 @@ def test_bad_config_is_a_clear_error(tmp_path):
   from netrec_jax.train import youtube
   config = youtube_config(tmp_path, history_weighting="log")
   with pytest.raises(ValueError, match="history_weighting"):
-    youtube.train_and_evaluate(config, tmp_path / "bad")
+    loop.train_and_evaluate(config, tmp_path / "bad")
 
 
 def _launch(*args):
@@ -175,7 +177,7 @@ def test_launch_train_then_eval_round_trip(tmp_path):
             "--config.data.synthetic.n_ratings=6000", "--config.data.min_user_ratings=5",
             "--config.model.name=youtube_dnn", "--config.youtube.tower=(16,)",
             "--config.youtube.out_dim=8", "--config.youtube.embed_dim=8",
-            "--config.youtube.batch_size=256", "--config.youtube.num_sampled=16",
+            "--config.train.batch_size=256", "--config.youtube.num_sampled=16",
             "--config.train.epochs=1", "--config.eda=False", "--config.compare.after_train=False"]
   run = _launch(*common, f"--workdir={tmp_path / 'train'}")
   assert run.returncode == 0, run.stderr[-3000:]

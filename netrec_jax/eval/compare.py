@@ -1,12 +1,14 @@
 """The comparison: every configured model on one split, through one evaluator, one table.
 
-config.compare.models lists model names: our JAX models (every name of
-netrec_jax/train/families.py; `NAME@LABEL` adds a variant, e.g. autorec@user with
-compare.model_overrides "autorec@user:model.autorec_side=user") train through their family's
-trainer into WORKDIR/models/NAME (or are restored from there); baselines
-(surprise_svd, surprise_svd_tuned, surprise_svdpp, surprise_baseline, surprise_knn,
-implicit_als, implicit_bpr) are fitted on the same training rows. All are evaluated by
-evaluator.evaluate on the same test rows, and the table names the split and protocol on top.
+config.compare.models lists entries:
+  - a model name (netrec_jax/train/family.py): the comparison's own model (config.model.name)
+    trains with the comparison's settings; any other trains with its family's defaults;
+  - an experiment name (experiments/NAME.py): that experiment's tuned settings;
+  - a baseline (surprise_svd, ..., implicit_als, jax_als): fitted on the same training rows.
+Every JAX entry trains through the one loop into WORKDIR/models/ENTRY (or is restored from
+there) on the comparison's data, split, mesh and evaluation settings. ENTRY@LABEL is a variant
+whose fields compare.model_overrides sets ("autorec@user:autoencoder.side=user"). All are
+evaluated by evaluator.evaluate on the same test rows; the table names split and protocol.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from netrec_jax import configs
 from netrec_jax.data import datasets
-from netrec_jax.eval import evaluator
-from netrec_jax.train import families
+from netrec_jax.eval import evaluator, report
 
 # Baselines and their settings. "tuned" values were chosen on ML-100K validation rows.
 BASELINES: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -68,29 +70,55 @@ def model_overrides(spec: str) -> dict[str, list[tuple[str, str]]]:
   return out
 
 
-def _jax_model(name: str, config, workdir: Path, run_dir: Path | None = None):
-  """Trains `name` (MODEL or MODEL@LABEL) with config's settings into WORKDIR/models/NAME.
+SHARED_SECTIONS = ("data", "split", "mesh", "eval")
 
-  run_dir: an existing training run to restore instead. Overrides for MODEL apply to every
-  variant, then those for MODEL@LABEL.
-  """
-  from netrec_jax.pipeline import _set_field
-  model_name = name.split("@")[0]
-  trainer = families.family(model_name)
-  run_config = copy.deepcopy(config)
-  overrides = model_overrides(config.compare.model_overrides)
+
+def _entry_config(entry: str, config):
+  """The config an entry trains with, on the comparison's data, split, mesh and evaluation."""
+  from netrec_jax.train import family
+  base = entry.split("@")[0]
+  if base == config.model.name:
+    run_config = copy.deepcopy(config)
+  elif base in family.FAMILIES:
+    run_config = configs.base_config()
+    run_config.model.name = base
+  else:
+    run_config = configs.load_experiment(base)
   with run_config.unlocked():
-    run_config.model.name = model_name
-    run_config.name = f"{config.name}_{name}"
+    for section in SHARED_SECTIONS:
+      run_config[section] = copy.deepcopy(config[section])
+    run_config.seed = config.seed
+    run_config.name = f"{config.name}_{entry}"
     run_config.eda = False
-    for field, value in overrides.get(model_name, []) + (
-        overrides.get(name, []) if name != model_name else []):
-      _set_field(run_config, field, value)
-  run_dir = run_dir or workdir / "models" / name
+    run_config.compare = configs.base_config().compare
+  overrides = model_overrides(config.compare.model_overrides)
+  for field, value in overrides.get(base, []) + (overrides.get(entry, []) if entry != base
+                                                 else []):
+    configs.set_field(run_config, field, value)
+  return run_config
+
+
+def is_jax_entry(entry: str) -> bool:
+  from netrec_jax.train import family
+  base = entry.split("@")[0]
+  return base in family.FAMILIES or (base not in BASELINES and configs.is_experiment(base))
+
+
+def model_names(config) -> tuple[str, ...]:
+  """The model names that the comparison's own config trains (its fields must be read)."""
+  entries = [m.strip().split("@")[0] for m in config.compare.models.split(",") if m.strip()]
+  return tuple(e for e in entries if e == config.model.name)
+
+
+def _jax_model(entry: str, config, workdir: Path, run_dir: Path | None = None):
+  """Trains `entry` into WORKDIR/models/ENTRY (or restores run_dir), behind the evaluator."""
+  from netrec_jax.train import loop
+  run_config = _entry_config(entry, config)
+  run_dir = run_dir or workdir / "models" / entry
   if not (run_dir / "final_metrics.json").is_file():
-    trainer.train_and_evaluate(run_config, run_dir)
-  recommender = trainer.load_recommender(run_dir, run_config)
-  recommender.name = name
+    loop.train_and_evaluate(run_config, run_dir)
+  recommender = loop.load_recommender(run_dir, run_config)
+  recommender.name = entry
   recommender.train_seconds = json.loads((run_dir / "final_metrics.json").read_text()).get(
       "train_seconds")
   return recommender
@@ -107,22 +135,24 @@ def compare(config: Any, workdir: str | os.PathLike,
   workdir.mkdir(parents=True, exist_ok=True)
   store = datasets.open_or_build(config.data)
   split = datasets.make_split(store, config.split)
-  data = evaluator.prepare(store, split, relevance_threshold=(
-      None if config.compare.relevance_threshold <= 0 else config.compare.relevance_threshold))
-  ks = tuple(config.compare.ks)
+  from netrec_jax.train import family
+  config = family.resolve(copy.deepcopy(config))  # the evaluation settings of its model
+  data = evaluator.prepare(store, split, relevance_threshold=evaluator.relevance(config.eval))
+  ks = tuple(config.eval.ks)
   results = []
   for name in [m.strip() for m in config.compare.models.split(",") if m.strip()]:
     logging.info("compare: %s", name)
     tracemalloc.start()
     t0 = time.time()
     try:
-      if name.split("@")[0] in families.FAMILIES:
-        model = _jax_model(name, config, workdir, runs.get(name))
-      elif name in BASELINES:
+      if name in BASELINES:
         model = _fit_baseline(name, store, data.train_rows)
+      elif is_jax_entry(name):
+        model = _jax_model(name, config, workdir, runs.get(name))
       else:
-        raise ValueError(f"unknown model {name!r} in compare.models; expected one of "
-                         f"{sorted(families.FAMILIES) + list(BASELINES)}")
+        raise ValueError(f"unknown entry {name!r} in compare.models; expected a model "
+                         f"({', '.join(sorted(family.FAMILIES))}), an experiment name or a "
+                         f"baseline ({', '.join(BASELINES)})")
     except MemoryError as e:  # baselines that cannot run at this size say so in the table
       tracemalloc.stop()
       results.append({"model": name, "protocol": split.protocol, "skipped": str(e)})
@@ -131,9 +161,9 @@ def compare(config: Any, workdir: str | os.PathLike,
     fit_seconds = getattr(model, "train_seconds", None) or time.time() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    result = evaluator.evaluate(model, data, ks=ks, user_batch=config.compare.user_batch,
-                                sampled_negatives=config.compare.sampled_negatives,
-                                sampler=config.compare.negative_sampler,
+    result = evaluator.evaluate(model, data, ks=ks, user_batch=config.eval.user_batch,
+                                sampled_negatives=config.eval.sampled_negatives,
+                                sampler=config.eval.negative_sampler,
                                 keep_predictions=True)
     result.update(fit_seconds=fit_seconds, peak_traced_mb=peak / 2**20)
     results.append(result)
@@ -151,7 +181,6 @@ def compare_folds(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any
 
   With the five official ML-100K folds this is protocol ml100k_5fold.
   """
-  from netrec_jax.pipeline import _write_table
   workdir = Path(workdir)
   folds = [f.strip() for f in config.compare.folds.split(",") if f.strip()]
   per_fold = {}
@@ -159,7 +188,7 @@ def compare_folds(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any
     fold_config = copy.deepcopy(config)
     with fold_config.unlocked():
       fold_config.split.fold = fold
-    per_fold[fold] = [_row(r, tuple(config.compare.ks)) for r in
+    per_fold[fold] = [_row(r, tuple(config.eval.ks)) for r in
                       compare(fold_config, workdir / f"fold_{fold}")]
   if sorted(folds) == ["u1", "u2", "u3", "u4", "u5"]:
     protocol = "ml100k_5fold"
@@ -175,7 +204,7 @@ def compare_folds(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any
         row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     row["fit_s_mean"] = float(np.mean([per_fold[f][k].get("fit_s", np.nan) for f in folds]))
     summary.append(row)
-  _write_table(workdir / "comparison_folds", summary)
+  report.write_table(workdir / "comparison_folds", summary)
   return summary
 
 
@@ -212,9 +241,8 @@ def _row(result: dict[str, Any], ks: tuple[int, ...]) -> dict[str, Any]:
 def write_report(results: list[dict[str, Any]], workdir: Path, store, split,
                  ks: tuple[int, ...]) -> None:
   """comparison.{md,csv,json} and bar plots, the split and protocol named on top."""
-  from netrec_jax.pipeline import _write_table
   rows = [_row(r, ks) for r in results]
-  _write_table(workdir / "comparison", rows)
+  report.write_table(workdir / "comparison", rows)
   relevance = next((r["ranking"]["relevance"] for r in results if "ranking" in r), "")
   header = (f"# Comparison on {store.name} [{store.fingerprint}]\n\n"
             f"Split `{split.name}`, protocol **{split.protocol}**: train "

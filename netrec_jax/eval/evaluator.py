@@ -113,7 +113,8 @@ def ranking_protocol(split: Split) -> str:
 
 def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10, 20),
              ranking: bool = True, user_batch: int = 256, sampled_negatives: int = 0,
-             sampler: str = "uniform", keep_predictions: bool = False) -> dict[str, Any]:
+             sampler: str = "uniform", keep_predictions: bool = False,
+             rating: bool = True) -> dict[str, Any]:
   """Rating and ranking metrics of `model` on data's split, labelled with the protocol.
 
   sampled_negatives > 0 adds the sampled protocol (NCF's loo_99neg with 99): each relevant
@@ -126,9 +127,11 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
                             "split": data.split.name, "store_fingerprint": store.fingerprint}
   t0 = time.time()
   users, items = np.take(store.user, data.test_rows), np.take(store.item, data.test_rows)
-  pred = model.predict(users, items)
+  pred = model.predict(users, items) if rating else None
   truth = store.stars(data.test_rows).astype(np.float64)
-  if pred is None:
+  if not rating:
+    pass
+  elif pred is None:
     result["rating"] = {"applicable": False, "reason": model.rating_note}
   else:
     pred = np.asarray(pred, np.float64)
@@ -167,6 +170,10 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
 SAMPLERS = ("uniform", "popularity")
 
 
+class NegativesError(ValueError):
+  """Too few candidate items for the sampled protocol."""
+
+
 def sample_negatives(rng: np.random.Generator, candidates: np.ndarray, n: int,
                      popularity: np.ndarray | None = None) -> np.ndarray:
   """n distinct items of `candidates`: uniformly, or with probability proportional to
@@ -176,7 +183,7 @@ def sample_negatives(rng: np.random.Generator, candidates: np.ndarray, n: int,
     weight = popularity[candidates].astype(np.float64)
     candidates, weight = candidates[weight > 0], weight[weight > 0]
   if len(candidates) < n:
-    raise ValueError(f"a test user has only {len(candidates)} items to draw {n} sampled "
+    raise NegativesError(f"a test user has only {len(candidates)} items to draw {n} sampled "
                      "negatives from: the catalog is too small for this sampled protocol")
   return rng.choice(candidates, n, replace=False,
                     p=None if weight is None else weight / weight.sum())
@@ -223,4 +230,117 @@ def sampled_ranking(model: Recommender, data: EvalData, n_negatives: int,
     result["protocol"] = ("loo_99neg" if loo and n_negatives == 99
                           else f"{data.split.protocol}_{n_negatives}neg")
   result["sampler"] = sampler
+  return result
+
+
+# ------------------------------------------------------------ the one path to run metrics
+RATING_METRICS = ("rmse", "mae")
+
+
+def part_view(split: Split, part: str) -> Split:
+  """`split` with `part`'s rows as its test rows (and its test rows unused), so validation
+  runs exactly the code that tests."""
+  if part == "test":
+    return split
+  from netrec_jax.data import splits as splits_lib
+  assignment = np.array(split.assignment, np.int8)
+  assignment[assignment == splits_lib.TEST] = splits_lib.UNUSED
+  assignment[assignment == splits_lib.PARTS[part]] = splits_lib.TEST
+  return Split(name=f"{split.name}[{part}]", protocol=split.protocol, assignment=assignment,
+               params=split.params, info=split.info)
+
+
+def relevance(eval_cfg: Any) -> float | None:
+  """The relevance rule of eval_cfg: a threshold <= 0 makes every held-out rating relevant."""
+  t = eval_cfg.relevance_threshold
+  return None if t <= 0 else float(t)
+
+
+def part_data(store: RatingStore, split: Split, part: str, eval_cfg: Any) -> EvalData | None:
+  """EvalData of one split part (None when the part is empty)."""
+  if len(split.rows(part)) == 0:
+    return None
+  return prepare(store, part_view(split, part), relevance_threshold=relevance(eval_cfg))
+
+
+def _flat(result: dict[str, Any]) -> dict[str, Any]:
+  """One part's metrics as a flat record: rating metrics, warm rmse, ranking metrics."""
+  out: dict[str, Any] = {}
+  rating = result.get("rating", {})
+  if rating.get("applicable", True):
+    out.update(rating)
+    if "rating_warm" in result:
+      out["rmse_warm"] = result["rating_warm"]["rmse"]
+      out["mae_warm"] = result["rating_warm"]["mae"]
+  else:
+    out["rating"] = rating.get("reason", "not applicable")
+  ranking = result.get("ranking")
+  if ranking:
+    out.update({k: v for k, v in ranking.items() if k != "protocol"})
+    out["ranking_protocol"] = ranking["protocol"]
+  if "sampled" in result:
+    out["sampled"] = result["sampled"]
+  return out
+
+
+def validation_metrics(model: Recommender, data: EvalData | None, metric: str,
+                       eval_cfg: Any) -> dict[str, Any]:
+  """The figure that picks the best checkpoint, computed as the final metrics compute it."""
+  if data is None:
+    return {}
+  if metric in RATING_METRICS:
+    pred = model.predict(np.take(data.store.user, data.test_rows),
+                         np.take(data.store.item, data.test_rows))
+    if pred is None:
+      raise ValueError(f"{model.name} does not predict ratings: validation metric {metric} "
+                       "does not apply")
+    out = metrics_lib.rating_metrics(pred, data.store.stars(data.test_rows),
+                                     data.store.rating_range)
+    return {k: out[k] for k in (*RATING_METRICS, "n")}
+  k = int(metric.partition("@")[2])
+  result = evaluate(model, data, ks=(k,), ranking=True, user_batch=eval_cfg.user_batch,
+                    rating=False)
+  return {key: v for key, v in _flat(result).items() if key.endswith(f"@{k}") or key == "mrr"}
+
+
+def wants_ranking(model: Recommender, store: RatingStore, eval_cfg: Any) -> bool:
+  """eval.ranking: always | never | auto (ranking models always; rating models when the
+  full score matrix has at most 1e9 cells, so the default stays quick at Netflix scale)."""
+  mode = eval_cfg.ranking
+  if mode not in ("auto", "always", "never"):
+    raise ValueError(f"eval.ranking must be auto, always or never, got {mode!r}")
+  if mode != "auto":
+    return mode == "always"
+  rates = getattr(model, "rating_note", "") == ""
+  return not rates or store.n_users * store.n_items <= 1e9
+
+
+def evaluate_run(model: Recommender, eval_cfg: Any | None = None) -> dict[str, Any]:
+  """final_metrics.json of a trained (or restored) model: validation and test metrics,
+  labelled with data, split, protocol and checkpoint. Every family's run comes through here.
+  """
+  store, split = model.store, model.split
+  eval_cfg = eval_cfg or model.config.eval
+  meta = getattr(model, "meta", {}) or {}
+  result = {"model": model.name, "protocol": split.protocol, "split": split.name,
+            "store": store.name, "store_fingerprint": store.fingerprint,
+            "checkpoint": getattr(model, "which", None),
+            "checkpoint_epoch": meta.get("epoch"), "checkpoint_step": meta.get("step"),
+            "predictions": getattr(model, "prediction_note", ""),
+            "cold_rule": getattr(model, "cold_rule", "model-specific")}
+  ranking = wants_ranking(model, store, eval_cfg)
+  ks = tuple(sorted(set(eval_cfg.ks) | set(getattr(model, "extra_ks", ()))))
+  for part in ("valid", "test"):
+    data = part_data(store, split, part, eval_cfg)
+    if data is None:
+      result[part] = {"n": 0}
+      continue
+    sampled = eval_cfg.sampled_negatives if part == "test" else 0
+    try:
+      out = evaluate(model, data, ks=ks, ranking=ranking, user_batch=eval_cfg.user_batch,
+                     sampled_negatives=sampled, sampler=eval_cfg.negative_sampler)
+    except NegativesError as e:  # a toy catalog too small for the sampled protocol
+      out = evaluate(model, data, ks=ks, ranking=ranking, user_batch=eval_cfg.user_batch)
+      out["sampled"] = {"skipped": str(e)}
+    result[part] = _flat(out)
   return result

@@ -33,7 +33,6 @@ import copy
 import json
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from netrec_jax import configs
 from netrec_jax.data import datasets
 from netrec_jax.data.store import RatingStore, atomic_write_text
 from netrec_jax.eval import evaluator
+from netrec_jax.train.family import Family
 
 MODEL_FILE = "content_model.json"
 MODES = ("content", "hybrid")
@@ -303,52 +303,39 @@ class HybridRecommender:
         1 - self.cf_weight) * content
 
 
-# ---------------------------------------------------------------------------------- setup
-def _check_config(config) -> None:
-  cfg = config.content
-  if config.model.name != "content":
-    raise ValueError(f"netrec_jax.train.content builds model content, not {config.model.name!r}")
-  if cfg.mode not in MODES:
-    raise ValueError(f"content.mode must be one of {MODES}, got {cfg.mode!r}")
-  if cfg.profile_weighting not in PROFILE_WEIGHTINGS:
-    raise ValueError(f"content.profile_weighting must be one of {PROFILE_WEIGHTINGS}, got "
-                     f"{cfg.profile_weighting!r}")
-  if cfg.hybrid_shrinkage < 0 or cfg.user_mean_shrinkage < 0:
-    raise ValueError("content.hybrid_shrinkage and content.user_mean_shrinkage must be >= 0")
-  if min(cfg.title_weight, cfg.year_weight, cfg.genre_weight, cfg.tag_weight) < 0:
-    raise ValueError("content.*_weight must be >= 0")
-
-
+# ------------------------------------------------------------------------------ the family
 def _cf_recommender(config, workdir: Path, cf_run: str | None):
-  """The hybrid's CF model: restored from cf_run, else trained into WORKDIR/cf once."""
-  from netrec_jax.train import checkpoint as ckpt_lib, families
+  """The hybrid's CF model: restored from cf_run, else trained into WORKDIR/cf once.
+
+  Imported here, not at the top: the hybrid is the one place where a family uses another
+  (through the loop, as any run would)."""
+  from netrec_jax.train import loop
   if cf_run:
     run = Path(cf_run)
-    checkpoints = ckpt_lib.Checkpoints(run)
-    meta = checkpoints.read_meta("best") or checkpoints.read_meta("latest")
-    checkpoints.close()
-    if meta is None:
-      raise ValueError(f"content.cf_run={cf_run}: no checkpoints there")
-    model_name = meta["config"]["model"]["name"]
-    recommender = families.family(model_name).load_recommender(run)
+    recommender = loop.load_recommender(run)
   else:
     run = workdir / "cf"
-    cf_config = copy.deepcopy(config)
+    name = config.content.cf_model
+    cf_config = (configs.load_experiment(name) if configs.is_experiment(name)
+                 else configs.base_config())
     with cf_config.unlocked():
-      cf_config.model.name = config.content.cf_model
+      for section in ("data", "split", "mesh", "eval"):
+        cf_config[section] = copy.deepcopy(config[section])
+      cf_config.seed = config.seed
+      if not configs.is_experiment(name):
+        cf_config.model.name = name
       cf_config.name = f"{config.name}_cf"
+      cf_config.eda = False
     if cf_config.model.name == "content":
       raise ValueError("content.cf_model must be a CF model (e.g. mf), not content")
-    trainer = families.family(cf_config.model.name)
     if not (run / "final_metrics.json").is_file():
-      trainer.train_and_evaluate(cf_config, run)
-    recommender = trainer.load_recommender(run, cf_config)
+      loop.train_and_evaluate(cf_config, run)
+    recommender = loop.load_recommender(run)
   return recommender, str(run.resolve())
 
 
 def build(config, workdir: str | os.PathLike, saved: dict[str, Any] | None = None):
   """The content (or hybrid) recommender of config; `saved` = content_model.json to reuse."""
-  _check_config(config)
   store = datasets.open_or_build(config.data)
   split = datasets.make_split(store, config.split)
   if split is None:
@@ -374,76 +361,56 @@ def _content_of(recommender) -> ContentRecommender:
   return recommender.content if isinstance(recommender, HybridRecommender) else recommender
 
 
-def evaluate_splits(recommender, which: str = "fitted") -> dict[str, Any]:
-  """Rating metrics on valid and test plus the full-catalog test ranking, with the protocol."""
-  store, split = recommender.store, recommender.split
-  content = _content_of(recommender)
-  result = {"protocol": split.protocol, "split": split.name, "store": store.name,
-            "store_fingerprint": store.fingerprint, "model": recommender.name,
-            "task": "explicit", "checkpoint": which, "checkpoint_step": 0,
-            "checkpoint_epoch": 0,
-            "predictions": f"calibrated stars, clipped to the rating range "
-                           f"{list(store.rating_range)}",
-            "cold_rule": recommender.cold_rule, "vocabulary": content.vocab,
-            "calibration": content.calibration}
-  for part in ("valid", "test"):
-    result[part] = evaluator.rating_metrics_on(recommender, store, split.rows(part))
-  if len(split.rows("test")):
-    data = evaluator.prepare(store, split)
-    result["test_ranking"] = evaluator.evaluate(recommender, data, ranking=True)["ranking"]
-  return result
-
-
-# ------------------------------------------------------------------------ family functions
-def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
-  """Builds the TF-IDF model (and the hybrid's CF model), saves it, evaluates it."""
-  workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  t0 = time.time()
-  recommender = build(config, workdir)
-  content = _content_of(recommender)
-  saved = {"config": config.to_dict(), "store_fingerprint": recommender.store.fingerprint,
-           "split": recommender.split.name, "protocol": recommender.split.protocol,
-           "vocabulary": content.vocab, "calibration": content.calibration,
-           "cf_run": getattr(recommender, "cf_run", None)}
-  atomic_write_text(workdir / MODEL_FILE, json.dumps(saved, indent=2) + "\n")
-  final = evaluate_splits(recommender)
-  final["train_seconds"] = time.time() - t0
-  atomic_write_text(workdir / "final_metrics.json", json.dumps(final, indent=2) + "\n")
-  return final
-
-
-def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best"):
-  """The saved content (or hybrid) model of a run; `which` is accepted for the interface.
-
-  With `config`, the run must match it (same store fingerprint, same content settings); its
-  data section says where the store is now.
-  """
+def read_saved(workdir: str | os.PathLike) -> dict[str, Any] | None:
+  """WORKDIR/content_model.json of a content run (None for any other run)."""
   path = Path(workdir) / MODEL_FILE
-  if not path.is_file():
-    raise FileNotFoundError(f"{workdir}: no {MODEL_FILE} (not a content run, or unfinished)")
-  saved = json.loads(path.read_text())
-  run_config = configs.from_checkpoint(saved["config"])
-  if config is not None:
-    if config.to_dict().get("content") != saved["config"].get("content"):
-      raise ValueError(f"{path}: content settings differ from the config: saved "
-                       f"{saved['config'].get('content')}, config {config.to_dict()['content']}")
-    with run_config.unlocked():
-      run_config.data = config.data
-  recommender = build(run_config, workdir, saved)
-  if recommender.store.fingerprint != saved["store_fingerprint"]:
-    raise ValueError(f"{path}: built on store {saved['store_fingerprint']}, but the config now "
-                     f"builds {recommender.store.fingerprint}")
-  del which
-  return recommender
+  return json.loads(path.read_text()) if path.is_file() else None
 
 
-def evaluate_checkpoint(config, restore_from: str | os.PathLike, workdir: str | os.PathLike,
-                        which: str = "best") -> dict[str, Any]:
-  """Restores a content run and evaluates it on config's split into WORKDIR."""
-  recommender = load_recommender(restore_from, config, which)
-  result = evaluate_splits(recommender, which="saved")
-  result["restored_from"] = str(restore_from)
-  Path(workdir).mkdir(parents=True, exist_ok=True)
-  atomic_write_text(Path(workdir) / "final_metrics.json", json.dumps(result, indent=2) + "\n")
-  return result
+class ContentFamily(Family):
+  """TF-IDF content filtering: nothing is trained, so no checkpoints; the saved file keeps
+  what rebuilds the model exactly (config, store fingerprint, vocabulary, calibration)."""
+
+  name = "content"
+  models = ("content",)
+  reads = ("content",)
+  architecture_keys = ("content",)
+  trains = False
+
+  def check(self, config) -> None:
+    cfg = config.content
+    if cfg.mode not in MODES:
+      raise ValueError(f"content.mode must be one of {MODES}, got {cfg.mode!r}")
+    if cfg.profile_weighting not in PROFILE_WEIGHTINGS:
+      raise ValueError(f"content.profile_weighting must be one of {PROFILE_WEIGHTINGS}, got "
+                       f"{cfg.profile_weighting!r}")
+    if cfg.hybrid_shrinkage < 0 or cfg.user_mean_shrinkage < 0:
+      raise ValueError("content.hybrid_shrinkage and content.user_mean_shrinkage must be >= 0")
+    if min(cfg.title_weight, cfg.year_weight, cfg.genre_weight, cfg.tag_weight) < 0:
+      raise ValueError("content.*_weight must be >= 0")
+
+  def fit(self, config, workdir: Path) -> None:
+    """Builds the TF-IDF model (and the hybrid's CF model) and saves what rebuilds it."""
+    recommender = build(config, workdir)
+    content = _content_of(recommender)
+    saved = {"config": config.to_dict(), "store_fingerprint": recommender.store.fingerprint,
+             "split": recommender.split.name, "protocol": recommender.split.protocol,
+             "vocabulary": content.vocab, "calibration": content.calibration,
+             "cf_run": getattr(recommender, "cf_run", None), "epoch": 0, "step": 0}
+    atomic_write_text(Path(workdir) / MODEL_FILE, json.dumps(saved, indent=2) + "\n")
+
+  def load(self, workdir, config, saved: dict[str, Any]):
+    """The saved model of a content run, rebuilt from the store (deterministic)."""
+    recommender = build(config, workdir, saved)
+    if recommender.store.fingerprint != saved["store_fingerprint"]:
+      raise ValueError(f"{Path(workdir) / MODEL_FILE}: built on store "
+                       f"{saved['store_fingerprint']}, but the config now builds "
+                       f"{recommender.store.fingerprint}")
+    recommender.which, recommender.meta = "saved", {"epoch": 0, "step": 0}
+    recommender.config = config
+    recommender.prediction_note = (f"calibrated stars, clipped to the rating range "
+                                   f"{list(recommender.store.rating_range)}")
+    return recommender
+
+
+FAMILY = ContentFamily()

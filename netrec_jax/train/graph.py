@@ -22,50 +22,32 @@ fingerprint and rating levels; training resumes from `latest`; final metrics com
 
 from __future__ import annotations
 
-import json
-import os
-import time
-from pathlib import Path
+import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from netrec_jax.data import datasets
-from netrec_jax.data import splits as splits_lib
 from netrec_jax.eval import evaluator
 from netrec_jax.models import graph as graph_lib
-from netrec_jax.progress import Progress, quiet_library_logs
-from netrec_jax.train import checkpoint as ckpt_lib
-from netrec_jax.train import epochs as epochs_lib
-from netrec_jax.train import input_pipeline, state as state_lib
+from netrec_jax.train import input_pipeline, optim, state as state_lib
+from netrec_jax.train.family import Family, Setup, SizedBatches
 
 GRAPH_MODELS = ("gcmc", "lightgcn")
-# graph.* fields that change the saved state's shapes or meaning (checkpoint.py's
-# COMPATIBILITY_KEYS does not cover this section, so we check it here).
-SHAPE_KEYS = {
-    "gcmc": ("gcmc_hidden", "gcmc_dense", "gcmc_accumulation", "gcmc_ordinal_sharing",
-             "gcmc_dense_activation", "num_basis", "ema_decay", "gcmc_norm"),
-    "lightgcn": ("layers", "embed_dim"),
-}
 
 
 # ---------------------------------------------------------------------------------- setup
 def _check_config(config) -> None:
-  g, name = config.graph, config.model.name
-  if name not in GRAPH_MODELS:
-    raise ValueError(f"model.name {name!r} is not a graph model; expected one of {GRAPH_MODELS}")
+  g = config.graph
   problems = []
   if g.layers < 0:
     problems.append(f"graph.layers must be >= 0, got {g.layers}")
-  if min(g.embed_dim, g.gcmc_hidden, g.gcmc_dense, g.num_basis, g.batch_size,
-         g.bpr_negatives, g.eval_every) < 1:
-    problems.append("graph.embed_dim, gcmc_hidden, gcmc_dense, num_basis, batch_size, "
-                    "bpr_negatives and eval_every must be >= 1")
+  if min(g.embed_dim, g.gcmc_hidden, g.gcmc_dense, g.num_basis, g.bpr_negatives) < 1:
+    problems.append("graph.embed_dim, gcmc_hidden, gcmc_dense, num_basis and bpr_negatives "
+                    "must be >= 1")
   if not 0 <= g.dropout < 1:
     problems.append(f"graph.dropout must be in [0, 1), got {g.dropout}")
   if not 0 <= g.ema_decay < 1:
@@ -91,17 +73,6 @@ def _valid_k(config) -> int:
   return int(config.graph.valid_metric.partition("@")[2])
 
 
-def _relevance(config) -> float | None:
-  """The comparison's rule: threshold <= 0 makes every held-out rating relevant."""
-  t = config.compare.relevance_threshold
-  return None if t <= 0 else float(t)
-
-
-def _optimizer(config) -> optax.GradientTransformation:
-  """Adam (both papers); LightGCN's L2 is in its loss, on the batch's ego embeddings only."""
-  return optax.adam(config.optimizer.lr)
-
-
 def _model(config, n_users: int, n_items: int, n_levels: int):
   g = config.graph
   if config.model.name == "gcmc":
@@ -115,7 +86,6 @@ def _model(config, n_users: int, n_items: int, n_levels: int):
 
 def _setup(config, meta: dict[str, Any] | None = None) -> dict[str, Any]:
   """Store, split, graph, model and initializer of a graph config (training and restore)."""
-  _check_config(config)
   store = datasets.open_or_build(config.data)
   split = datasets.make_split(store, config.split)
   if split is None:
@@ -138,7 +108,10 @@ def _setup(config, meta: dict[str, Any] | None = None) -> dict[str, Any]:
       edge_chunk=config.graph.edge_chunk,
       norm=config.graph.gcmc_norm if config.model.name == "gcmc" else "symmetric")
   model = _model(config, store.n_users, store.n_items, len(levels_raw))
-  tx = _optimizer(config)
+  n_train = len(rows["train"])
+  steps_per_epoch = (1 if config.model.name == "gcmc" and config.graph.full_batch
+                     else -(-n_train // config.train.batch_size))
+  tx = optim.dense_optimizer(config.optimizer, steps_per_epoch * config.train.epochs)
   ema = config.model.name == "gcmc" and config.graph.ema_decay > 0
   dummy_edges = {k: jnp.asarray(v[:, :n_data]) for k, v in host_edges.items()}
 
@@ -148,10 +121,8 @@ def _setup(config, meta: dict[str, Any] | None = None) -> dict[str, Any]:
       params = model.init(rngs, dummy_edges, jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32))
     else:
       params = model.init(rngs, dummy_edges)
-    tree = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
-    if ema:
-      tree["ema"] = jax.tree.map(jnp.zeros_like, params)  # debiased in _eval_params
-    return tree
+    extra = {"ema": jax.tree.map(jnp.zeros_like, params)} if ema else {}  # see _eval_params
+    return optim.init_tree(params, tx, **extra)
 
   trained_users = np.zeros(store.n_users, bool)
   trained_users[train_users] = True
@@ -161,7 +132,10 @@ def _setup(config, meta: dict[str, Any] | None = None) -> dict[str, Any]:
               host_edges=host_edges, model=model, tx=tx, init=init, ema=ema,
               levels_raw=levels_raw, level_values=level_values, global_mean=global_mean,
               train_users=train_users, train_items=train_items, level_of_edge=level_of_edge,
-              trained={"user": trained_users, "item": trained_items})
+              trained={"user": trained_users, "item": trained_items},
+              steps_per_epoch=steps_per_epoch,
+              positive_keys=None if config.model.name == "gcmc" else
+              np.unique(train_users * store.n_items + train_items))
 
 
 def rating_levels(raw: np.ndarray, rating_scale: int, saved: list[int] | None = None
@@ -181,16 +155,6 @@ def rating_levels(raw: np.ndarray, rating_scale: int, saved: list[int] | None = 
     raise ValueError(f"training ratings {bad.tolist()} are not among the rating levels "
                      f"{(levels_raw / rating_scale).tolist()}")
   return levels_raw, level_of_edge, levels_raw.astype(np.float32) / np.float32(rating_scale)
-
-
-def _check_graph_section(meta: dict[str, Any], config, where) -> None:
-  saved = meta.get("config", {}).get("graph", {})
-  problems = [f"graph.{k}: checkpoint {saved.get(k)!r}, config {config.graph[k]!r}"
-              for k in SHAPE_KEYS[config.model.name]
-              if k in saved and saved.get(k) != config.graph[k]]
-  if problems:
-    raise ckpt_lib.CheckpointError(f"{where}: checkpoint config is incompatible: "
-                                   + "; ".join(problems))
 
 
 # ------------------------------------------------------------------------------ training
@@ -236,18 +200,19 @@ def make_step(config, s: dict[str, Any]):
 
   def step(tree, edges, batch, key):
     loss, grads = jax.value_and_grad(loss_fn)(tree["params"], edges, batch, key)
-    updates, opt_state = tx.update(grads, tree["opt_state"], tree["params"])
-    params = optax.apply_updates(tree["params"], updates)
-    new = {"params": params, "opt_state": opt_state, "step": tree["step"] + 1}
+    new, norm = optim.apply_gradients(tree, grads, tx)
     if "ema" in tree:
-      new["ema"] = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, tree["ema"], params)
-    return new, loss
+      new["ema"] = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, tree["ema"],
+                                new["params"])
+    return new, {"loss": loss, "grad_norm": norm}
 
-  return jax.jit(step, in_shardings=(replicated, edges_sh, batch_sh, replicated),
+  step = jax.jit(step, in_shardings=(replicated, edges_sh, batch_sh, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=(0,))
+  edges = _eval_functions(s)["edges"]  # on the devices once, sharded over `data`
+  return lambda tree, batch, key: step(tree, edges, batch, key)
 
 
-def epoch_batches(config, s: dict[str, Any], epoch: int, positive_keys: np.ndarray | None):
+def epoch_batches(config, s: dict[str, Any], epoch: int):
   """Host batches of one epoch (seeded by epoch, so a resumed run sees the same ones)."""
   n_train = len(s["train_users"])
   n_data = s["n_data"]
@@ -255,7 +220,7 @@ def epoch_batches(config, s: dict[str, Any], epoch: int, positive_keys: np.ndarr
   if config.model.name == "gcmc" and config.graph.full_batch:
     size, order = n_train, np.arange(n_train)
   else:
-    size, order = config.graph.batch_size, rng.permutation(n_train)
+    size, order = config.train.batch_size, rng.permutation(n_train)
   size = -(-size // n_data) * n_data
   for lo in range(0, n_train, size):
     idx = order[lo:lo + size]
@@ -267,102 +232,8 @@ def epoch_batches(config, s: dict[str, Any], epoch: int, positive_keys: np.ndarr
     else:
       batch.update(pos=s["train_items"][idx].astype(np.int32),
                    neg=sample_negatives(rng, users, s["store"].n_items,
-                                        config.graph.bpr_negatives, positive_keys))
-    yield _pad(batch, size), len(idx)
-
-
-def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
-  """Trains a graph model into WORKDIR (resuming from its latest checkpoint); final metrics."""
-  quiet_library_logs()
-  workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  t_start = time.time()
-
-  # ---- Data, graph and model.
-  s = _setup(config)
-  store, split, mesh = s["store"], s["split"], s["mesh"]
-  replicated = NamedSharding(mesh, P())
-  edges = _eval_functions(s)["edges"]  # put on the devices once, sharded over `data`
-  batch_sh = input_pipeline.batch_sharding(mesh)
-  step = make_step(config, s)
-  is_gcmc = config.model.name == "gcmc"
-  metric_name = "valid_rmse" if is_gcmc else f"valid_{config.graph.valid_metric}"
-  lower_is_better = is_gcmc
-  positive_keys = None
-  if not is_gcmc:
-    positive_keys = np.unique(s["train_users"] * store.n_items + s["train_items"])
-  valid_data = _valid_eval_data(store, split, config) if not is_gcmc else None
-
-  # ---- Resume or start.
-  runs = epochs_lib.EpochCheckpoints(
-      workdir, config, store, split, metric=metric_name[len("valid_"):],
-      lower_is_better=lower_is_better, check=_check_graph_section,
-      extra_meta={"valid_metric": metric_name, "global_mean": s["global_mean"],
-                  "levels_raw": s["levels_raw"].tolist()})
-  serialize = runs.serialize
-  tree = runs.resume(epochs_lib.abstract_tree(s["init"], replicated))
-  if tree is None:
-    tree = jax.device_put(s["init"](config.seed), replicated)
-  first_epoch = runs.first_epoch
-
-  # ---- Epochs; validation, metrics and checkpoints every graph.eval_every epochs.
-  n_train = len(s["train_users"])
-  n_edges = int((s["host_edges"]["weight"] > 0).sum())
-  total_epochs = config.train.epochs
-  overall = Progress(f"{config.model.name} training", max(total_epochs - first_epoch, 1),
-                     unit="epochs", every_s=config.train.log_every_s)
-  losses, t_block, train_seconds, epochs_run = [], time.time(), 0.0, 0
-  key0 = jax.random.PRNGKey(config.seed)
-  for epoch in range(first_epoch, total_epochs):
-    if runs.stop_early():
-      logging.info("early stop: no validation improvement in %d evaluations",
-                   config.train.early_stopping_patience)
-      break
-    t0 = time.time()
-    for batch, _ in epoch_batches(config, s, epoch, positive_keys):
-      key = jax.random.fold_in(key0, int(epoch) * 1_000_003 + len(losses))
-      tree, loss = step(tree, edges, jax.device_put(batch, batch_sh), key)
-      if serialize:
-        jax.block_until_ready(loss)
-      losses.append(loss)
-    jax.block_until_ready(tree["step"])
-    train_seconds += time.time() - t0
-    epochs_run += 1
-    overall(epoch - first_epoch + 1)
-    if (epoch + 1) % config.graph.eval_every and epoch + 1 < total_epochs:
-      continue
-    # -- Validation and checkpoints.
-    train_loss = float(jnp.mean(jnp.stack(losses)))
-    if not np.isfinite(train_loss):
-      raise FloatingPointError(f"loss became {train_loss} by epoch {epoch}; nothing saved")
-    recommender = GraphRecommender(s, config, _eval_params(tree, config), which="training",
-                                   meta={"epoch": epoch, "step": int(tree["step"])})
-    valid = recommender.valid_metrics(valid_data)
-    value = valid.get("rmse") if is_gcmc else valid.get(config.graph.valid_metric)
-    block_seconds = time.time() - t_block
-    record = {"epoch": epoch, "step": int(tree["step"]), "train_loss": train_loss,
-              metric_name: value, "block_seconds": block_seconds,
-              "train_seconds": train_seconds,
-              "pairs_per_s": n_train * epochs_run / max(train_seconds, 1e-9),
-              "edges_per_s": n_edges * len(losses) / max(train_seconds, 1e-9)}
-    if not is_gcmc:
-      record["valid_ndcg@%d" % _valid_k(config)] = valid.get(f"ndcg@{_valid_k(config)}")
-    if jax.process_index() == 0:
-      with open(workdir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-    logging.info("epoch %d/%d: train loss %.4f, %s %s", epoch + 1, total_epochs, train_loss,
-                 metric_name, value)
-    runs.end_epoch(epoch, tree, value, step=int(tree["step"]))
-    losses, t_block, train_seconds, epochs_run = [], time.time(), 0.0, 0
-  runs.close()
-
-  # ---- Final metrics from the best checkpoint, restored.
-  return epochs_lib.write_final_metrics(
-      workdir, load_recommender, rate_keys=("pairs_per_s", "edges_per_s"),
-      best_epoch=runs.best_epoch, evaluations=len(epochs_lib.read_log(workdir)),
-      train_seconds=time.time() - t_start,
-      graph={"users": store.n_users, "items": store.n_items, "edges": n_edges,
-             "edge_shards": s["n_data"]})
+                                        config.graph.bpr_negatives, s["positive_keys"]))
+    yield _pad(batch, size)
 
 
 def _eval_params(tree, config):
@@ -375,22 +246,6 @@ def _eval_params(tree, config):
     return tree["params"]
   correction = 1.0 - config.graph.ema_decay ** max(int(tree["step"]), 1)
   return jax.tree.map(lambda e: e / correction, tree["ema"])
-
-
-def _valid_view(split: splits_lib.Split) -> splits_lib.Split:
-  """The split with validation rows as its test part, so the evaluator ranks against them."""
-  a = np.asarray(split.assignment)
-  assignment = np.where(a == splits_lib.VALID, splits_lib.TEST,
-                        np.where(a == splits_lib.TEST, splits_lib.UNUSED, a)).astype(np.int8)
-  return splits_lib.Split(name=f"{split.name}:valid", protocol=split.protocol,
-                          assignment=assignment, params=split.params, info=split.info)
-
-
-def _valid_eval_data(store, split, config) -> evaluator.EvalData | None:
-  view = _valid_view(split)
-  if len(split.rows("valid")) == 0:
-    return None
-  return evaluator.prepare(store, view, relevance_threshold=_relevance(config))
 
 
 # ----------------------------------------------------------------------- the recommender
@@ -449,6 +304,11 @@ class GraphRecommender:
     self._users, self._items = np.asarray(users), np.asarray(items)
     self._pair_ratings, self._all_ratings = fns.get("pair_ratings"), fns.get("all_ratings")
     self.batch = max(1, int(config.train.eval_batch_size))
+    self.prediction_note = (
+        f"expected rating over levels {s['level_values'].tolist()}, clipped to the rating "
+        f"range {list(self.store.rating_range)}" if self.is_gcmc
+        else "scores (dot products of layer-mean embeddings)")
+    self.extra_ks = () if self.is_gcmc else (_valid_k(config),)
 
   # -- evaluator interface
   def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray | None:
@@ -496,76 +356,52 @@ class GraphRecommender:
     user = (weight[:, None] * self._items[items]).sum(0)
     return (self._items @ user).astype(np.float32)
 
-  # -- metrics
-  def valid_metrics(self, valid_data: evaluator.EvalData | None = None) -> dict[str, Any]:
-    """Validation RMSE (GC-MC) or ranking metrics at graph.valid_metric's K (LightGCN)."""
-    if self.is_gcmc:
-      return self._rating_part("valid")
-    if valid_data is None:
-      return {"n": 0}
-    k = _valid_k(self.config)
-    result = evaluator.evaluate(self, valid_data, ks=(k,),
-                                user_batch=self.config.compare.user_batch)
-    return result["ranking"]
 
-  def _rating_part(self, part: str) -> dict[str, Any]:
-    return evaluator.rating_metrics_on(self, self.store, self.split.rows(part))
-
-  def evaluate_splits(self) -> dict[str, Any]:
-    """Metrics on the split's valid and test rows, labelled with protocol and data."""
-    store, split = self.store, self.split
-    result = {"protocol": split.protocol, "split": split.name, "store": store.name,
-              "store_fingerprint": store.fingerprint, "model": self.name,
-              "task": "explicit" if self.is_gcmc else "implicit",
-              "checkpoint": self.which, "checkpoint_epoch": int(self.meta["epoch"]),
-              "checkpoint_step": int(self.meta["step"]), "cold_rule": self.cold_rule}
-    if self.is_gcmc:
-      result["predictions"] = (f"expected rating over levels {self.s['level_values'].tolist()}, "
-                               f"clipped to the rating range {list(store.rating_range)}")
-      for part in ("valid", "test"):
-        result[part] = self._rating_part(part)
-      return result
-    ks = tuple(sorted(set(self.config.compare.ks) | {_valid_k(self.config)}))
-    result["predictions"] = "scores (dot products of layer-mean embeddings)"
-    valid_data = _valid_eval_data(store, split, self.config)
-    result["valid"] = ({"n": 0} if valid_data is None else evaluator.evaluate(
-        self, valid_data, ks=ks, user_batch=self.config.compare.user_batch)["ranking"])
-    if len(split.rows("test")):
-      test_data = evaluator.prepare(store, split, relevance_threshold=_relevance(self.config))
-      test = evaluator.evaluate(self, test_data, ks=ks, user_batch=self.config.compare.user_batch)
-      result["test"] = test["ranking"]
-      result["ranking_protocol"] = test["ranking"]["protocol"]
-    else:
-      result["test"] = {"n": 0}
-    return result
+# ------------------------------------------------------------------------------ the family
+@dataclasses.dataclass
+class GraphSetup(Setup):
+  s: dict[str, Any] = None  # the graph, model and optimizer (_setup)
 
 
-# -------------------------------------------------------------------------------- restore
-def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best"
-                     ) -> GraphRecommender:
-  """The best (or latest) checkpoint of a graph-model run, behind the evaluator interface.
+class GraphFamily(Family):
+  name = "graph"
+  models = GRAPH_MODELS
+  reads = ("graph",)
+  architecture_keys = tuple(f"graph.{k}" for k in (
+      "gcmc_hidden", "gcmc_dense", "gcmc_accumulation", "gcmc_ordinal_sharing",
+      "gcmc_dense_activation", "num_basis", "ema_decay", "gcmc_norm", "layers", "embed_dim"))
+  DEFAULTS = {"gcmc": {"optimizer.lr": 0.01, "train.epochs": 100, "train.batch_size": 10_000},
+              "lightgcn": {"train.epochs": 50, "train.batch_size": 2048}}
 
-  With `config`, the checkpoint must fit it (same store fingerprint, model and graph shapes);
-  its data and mesh sections say where the store is now and which devices to use.
-  """
-  checkpoints, which, meta, saved = epochs_lib.open_run(workdir, config, which,
-                                                        check=_check_graph_section)
-  if config is not None:
-    with saved.unlocked():
-      saved.train.eval_batch_size = config.train.eval_batch_size
-      saved.compare = config.compare
-  s = _setup(saved, meta=meta)
-  if s["store"].fingerprint != meta["store_fingerprint"]:
-    raise ckpt_lib.CheckpointError(
-        f"{workdir}: checkpoint was trained on store {meta['store_fingerprint']}, but its config "
-        f"now builds {s['store'].fingerprint}")
-  replicated = NamedSharding(s["mesh"], P())
-  tree, meta = checkpoints.restore(which, epochs_lib.abstract_tree(s["init"], replicated))
-  checkpoints.close()
-  return GraphRecommender(s, saved, _eval_params(tree, saved), which, meta)
+  def check(self, config) -> None:
+    _check_config(config)
+
+  def setup(self, config, meta: dict[str, Any] | None = None) -> GraphSetup:
+    s = _setup(config, meta)
+    is_gcmc = config.model.name == "gcmc"
+    return GraphSetup(
+        config=config, store=s["store"], split=s["split"], mesh=s["mesh"],
+        valid_metric="rmse" if is_gcmc else config.graph.valid_metric,
+        lower_is_better=is_gcmc, n_examples=len(s["train_users"]), unit="pairs",
+        steps_per_epoch=s["steps_per_epoch"],
+        extra_meta={"global_mean": s["global_mean"], "levels_raw": s["levels_raw"].tolist()},
+        s=s)
+
+  def init(self, setup: GraphSetup):
+    seed = setup.config.seed
+    return jax.jit(lambda: setup.s["init"](seed),
+                   out_shardings=NamedSharding(setup.mesh, P()))()
+
+  def make_step(self, setup: GraphSetup):
+    return make_step(setup.config, setup.s)
+
+  def batches(self, setup: GraphSetup, epoch: int):
+    return SizedBatches(lambda: epoch_batches(setup.config, setup.s, epoch),
+                        setup.s["steps_per_epoch"])
+
+  def recommender(self, setup: GraphSetup, tree, which: str, meta: dict[str, Any]):
+    return GraphRecommender(setup.s, setup.config, _eval_params(tree, setup.config), which,
+                            meta)
 
 
-def evaluate_checkpoint(config, restore_from: str | os.PathLike, workdir: str | os.PathLike,
-                        which: str = "best") -> dict[str, Any]:
-  """Restores a graph-model run and evaluates it on config's split into WORKDIR."""
-  return epochs_lib.evaluate_checkpoint(load_recommender, config, restore_from, workdir, which)
+FAMILY = GraphFamily()

@@ -82,38 +82,45 @@ class HostBatches:
 
   def epoch(self, epoch: int) -> Iterator[dict[str, jax.Array]]:
     """Device batches; the next ones are gathered and transferred while this one trains."""
-    ready: queue.Queue = queue.Queue(maxsize=max(1, self.prefetch))
-    done = object()
-    stop = threading.Event()
+    return prefetch((put_batch(b, self.sharding) for b in self.host_batches(epoch)),
+                    self.prefetch)
 
-    def produce():
-      try:
-        for batch in self.host_batches(epoch):
-          if stop.is_set():
-            return
-          ready.put(put_batch(batch, self.sharding))
-        ready.put(done)
-      except BaseException as e:  # surfaced in the consumer
-        ready.put(e)
 
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
+def prefetch(items: Iterator, size: int) -> Iterator:
+  """Yields `items`, produced `size` ahead on a background thread (gather and transfer of
+  the next batches overlap the step on this one); a producer error is raised here."""
+  ready: queue.Queue = queue.Queue(maxsize=max(1, size))
+  done = object()
+  stop = threading.Event()
+
+  def produce():
     try:
-      while True:
-        item = ready.get()
-        if item is done:
+      for item in items:
+        if stop.is_set():
           return
-        if isinstance(item, BaseException):
-          raise item
-        yield item
-    finally:
-      stop.set()
-      while thread.is_alive():  # unblock a producer waiting on a full queue
-        try:
-          ready.get_nowait()
-        except queue.Empty:
-          pass
-        thread.join(timeout=0.05)
+        ready.put(item)
+      ready.put(done)
+    except BaseException as e:  # surfaced in the consumer
+      ready.put(e)
+
+  thread = threading.Thread(target=produce, daemon=True)
+  thread.start()
+  try:
+    while True:
+      item = ready.get()
+      if item is done:
+        return
+      if isinstance(item, BaseException):
+        raise item
+      yield item
+  finally:
+    stop.set()
+    while thread.is_alive():  # unblock a producer waiting on a full queue
+      try:
+        ready.get_nowait()
+      except queue.Empty:
+        pass
+      thread.join(timeout=0.05)
 
 
 def device_columns(store: RatingStore, rows: np.ndarray, mesh: Mesh) -> dict[str, jax.Array]:

@@ -20,31 +20,20 @@ with the config and store fingerprint; training resumes from `latest`, final met
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import time
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from netrec_jax.data import datasets
 from netrec_jax.data.store import RatingStore
 from netrec_jax.eval import evaluator
-from netrec_jax.models.youtube import YouTubeDNN, full_softmax_loss, sampled_softmax_loss
-from netrec_jax.progress import Progress, quiet_library_logs
-from netrec_jax.train import checkpoint as ckpt_lib
-from netrec_jax.train import epochs as epochs_lib
-from netrec_jax.train import input_pipeline, state as state_lib
+from netrec_jax.models.youtube import YouTubeDNN, sampled_softmax_loss
+from netrec_jax.train import input_pipeline, optim, state as state_lib
+from netrec_jax.train.family import Family, Setup, SizedBatches
 
-# Config fields that change the saved parameters' shapes or meaning (checked on restore).
-ARCHITECTURE_KEYS = ("embed_dim", "tower", "out_dim", "history_weighting", "use_demographics",
-                     "use_activity")
 DEMOGRAPHICS = ("age", "gender", "occupation")
 HISTORY_WEIGHTINGS = ("uniform", "rating", "centered")
 
@@ -180,14 +169,10 @@ def history_batch(hist: Histories, side: SideFeatures, users: np.ndarray, width:
 # ---------------------------------------------------------------------------------- setup
 def _check_config(config) -> None:
   y = config.youtube
-  if config.model.name != "youtube_dnn":
-    raise ValueError(f"netrec_jax.train.youtube trains model youtube_dnn, not "
-                     f"{config.model.name!r}")
   if y.history_weighting not in HISTORY_WEIGHTINGS:
     raise ValueError(f"youtube.history_weighting must be one of {HISTORY_WEIGHTINGS}, got "
                      f"{y.history_weighting!r}")
-  for name in ("embed_dim", "out_dim", "max_history", "eval_max_history", "num_sampled",
-               "batch_size"):
+  for name in ("embed_dim", "out_dim", "max_history", "eval_max_history", "num_sampled"):
     if y[name] <= 0:
       raise ValueError(f"youtube.{name} must be positive, got {y[name]}")
   if not 0 <= y.dropout < 1:
@@ -198,7 +183,6 @@ def _check_config(config) -> None:
 
 def _setup(config, global_mean: float | None = None) -> dict[str, Any]:
   """Store, split, histories, features, sampler, model and optimizer (training and restore)."""
-  _check_config(config)
   y = config.youtube
   store = datasets.open_or_build(config.data)
   split = datasets.make_split(store, config.split)
@@ -222,8 +206,9 @@ def _setup(config, global_mean: float | None = None) -> dict[str, Any]:
                      init_std=config.model.init_std)
   mesh = state_lib.make_mesh(config.mesh)
   data_devices = mesh.shape[state_lib.DATA]
-  batch_size = -(-y.batch_size // data_devices) * data_devices
-  tx = optax.adamw(config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
+  batch_size = -(-config.train.batch_size // data_devices) * data_devices
+  steps_per_epoch = -(-len(rows["train"]) // batch_size)
+  tx = optim.dense_optimizer(config.optimizer, steps_per_epoch * config.train.epochs)
   eval_width = int(min(y.eval_max_history, max(int(hist.counts.max()), 1)))
 
   def init(seed: int = 0):
@@ -231,7 +216,7 @@ def _setup(config, global_mean: float | None = None) -> dict[str, Any]:
              "side": jnp.zeros((1, side.width)), "items": jnp.zeros((1,), jnp.int32)}
     params = model.init({"params": jax.random.PRNGKey(seed)}, dummy["history"],
                         dummy["weight"], dummy["side"], dummy["items"])
-    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    return optim.init_tree(params, tx)
 
   # Serving functions, compiled once per run (each epoch's validation reuses them).
   replicated, sharding = NamedSharding(mesh, P()), input_pipeline.batch_sharding(mesh)
@@ -245,26 +230,14 @@ def _setup(config, global_mean: float | None = None) -> dict[str, Any]:
               user_fn=user_fn, rating_fn=rating_fn,
               log_q=log_q, global_mean=global_mean, model=model, mesh=mesh,
               batch_size=batch_size, tx=tx, init=init, eval_width=eval_width,
-              popularity=popularity)
-
-
-def _check_architecture(meta: dict[str, Any], config, where) -> None:
-  saved = meta.get("config", {}).get("youtube", {})
-  problems = [f"youtube.{k}: checkpoint {saved.get(k)!r}, config {config.youtube[k]!r}"
-              for k in ARCHITECTURE_KEYS
-              if k in saved and (list(saved[k]) if isinstance(saved[k], (list, tuple))
-                                 else saved[k]) != (list(config.youtube[k]) if isinstance(
-                                     config.youtube[k], (list, tuple)) else config.youtube[k])]
-  if problems:
-    raise ckpt_lib.CheckpointError(f"{where}: checkpoint config is incompatible: "
-                                   + "; ".join(problems))
+              popularity=popularity, steps_per_epoch=steps_per_epoch)
 
 
 # ---------------------------------------------------------------------------------- train
 def make_train_step(model: YouTubeDNN, tx, y):
   """One optimizer step on a batch of examples; losses are means over real examples."""
 
-  def step(params, opt_state, batch, sampled, log_q, key):
+  def step(tree, batch, sampled, log_q, key):
     def loss_fn(p):
       user, target_logit, rating = model.apply(p, batch["history"], batch["weight"],
                                                batch["side"], batch["target"], train=True,
@@ -280,10 +253,9 @@ def make_train_step(model: YouTubeDNN, tx, y):
       mse = jnp.sum(batch["example_weight"] * mse) / n
       return y.softmax_weight * softmax + y.rating_weight * mse, (softmax, mse)
 
-    (loss, (softmax, mse)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, {"loss": loss, "softmax": softmax,
-                                                            "mse": mse}
+    (loss, (softmax, mse)), grads = jax.value_and_grad(loss_fn, has_aux=True)(tree["params"])
+    tree, norm = optim.apply_gradients(tree, grads, tx)
+    return tree, {"loss": loss, "softmax": softmax, "mse": mse, "grad_norm": norm}
 
   return step
 
@@ -302,90 +274,6 @@ def train_batch(s: dict[str, Any], config, rows: np.ndarray, rng: np.random.Gene
   if pad:
     batch = {k: np.pad(v, [(0, pad)] + [(0, 0)] * (v.ndim - 1)) for k, v in batch.items()}
   return batch
-
-
-def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, Any]:
-  """Trains youtube_dnn into WORKDIR (resuming from its latest checkpoint); final metrics."""
-  quiet_library_logs()
-  workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  t_start = time.time()
-  s = _setup(config)
-  store, split, rows, model, tx, mesh = (s[k] for k in ("store", "split", "rows", "model",
-                                                         "tx", "mesh"))
-  y, batch_size = config.youtube, s["batch_size"]
-  replicated = NamedSharding(mesh, P())
-  sharding = input_pipeline.batch_sharding(mesh)
-
-  # ---- Step: params replicated, examples split over the data axis.
-  step = jax.jit(make_train_step(model, tx, y),
-                 in_shardings=(replicated, replicated, sharding, replicated, replicated,
-                               replicated),
-                 out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
-  log_q = jax.device_put(s["log_q"], replicated)
-
-  # ---- Checkpoints: resume from latest, else start fresh.
-  runs = epochs_lib.EpochCheckpoints(workdir, config, store, split, metric="rmse",
-                                     lower_is_better=True, check=_check_architecture,
-                                     extra_meta={"global_mean": s["global_mean"]})
-  serialize = runs.serialize
-  tree = runs.resume(epochs_lib.abstract_tree(s["init"], replicated))
-  if tree is None:
-    tree = jax.device_put(s["init"](config.seed), replicated)
-  params, opt_state = tree["params"], tree["opt_state"]
-
-  # ---- Epochs: examples shuffled per epoch (seeded by epoch: a resumed run sees the same).
-  train_rows = rows["train"]
-  epochs_run = 0
-  for epoch in range(runs.first_epoch, config.train.epochs):
-    if runs.stop_early():
-      break
-    t0 = time.time()
-    rng = np.random.default_rng([config.seed, epoch])
-    order = train_rows[rng.permutation(len(train_rows))]
-    progress = Progress(f"epoch {epoch + 1}/{config.train.epochs}", len(order),
-                        unit="examples", every_s=config.train.log_every_s)
-    stats = []
-    for k in range(0, len(order), batch_size):
-      batch = train_batch(s, config, np.sort(order[k:k + batch_size]), rng)
-      sampled = rng.choice(store.n_items, y.num_sampled, p=s["sampler"]).astype(np.int32)
-      key = jax.random.fold_in(jax.random.PRNGKey(config.seed), epoch * 100003 + k)
-      params, opt_state, out = step(params, opt_state, jax.device_put(batch, sharding),
-                                    jax.device_put(sampled, replicated), log_q, key)
-      if serialize:
-        jax.block_until_ready(out["loss"])
-      stats.append(out)
-      progress(min(k + batch_size, len(order)))
-    stats = jax.device_get(stats)
-    train_loss = float(np.mean([o["loss"] for o in stats]))
-    if not np.isfinite(train_loss):
-      raise FloatingPointError(f"loss became {train_loss} in epoch {epoch}; nothing saved")
-    train_seconds = time.time() - t0
-    recommender = YouTubeRecommender(s, params, config, "training", {"epoch": epoch,
-                                                                      "step": epoch})
-    valid = recommender.part_metrics("valid", nll=True)
-    record = {"epoch": epoch, "train_loss": train_loss,
-              "train_softmax": float(np.mean([o["softmax"] for o in stats])),
-              "train_mse": float(np.mean([o["mse"] for o in stats])),
-              "valid_rmse": valid.get("rmse"), "valid_nll": valid.get("full_softmax_nll"),
-              "epoch_seconds": time.time() - t0, "train_seconds": train_seconds,
-              "examples_per_s": len(order) / train_seconds}
-    if jax.process_index() == 0:
-      with open(workdir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-    logging.info("epoch %d/%d: loss %.4f (softmax %.4f, mse %.4f), valid rmse %s, nll %s, "
-                 "%.0f examples/s", epoch + 1, config.train.epochs, train_loss,
-                 record["train_softmax"], record["train_mse"], valid.get("rmse"),
-                 valid.get("full_softmax_nll"), record["examples_per_s"])
-    runs.end_epoch(epoch, {"params": params, "opt_state": opt_state,
-                           "step": jnp.asarray(epoch, jnp.int32)}, valid.get("rmse"))
-    epochs_run += 1
-  runs.close()
-
-  # ---- Final metrics from the best checkpoint, through the same adapter as eval mode.
-  return epochs_lib.write_final_metrics(
-      workdir, load_recommender, rate_keys=("examples_per_s",), best_epoch=runs.best_epoch,
-      epochs_run=epochs_run, train_seconds=time.time() - t_start)
 
 
 # ------------------------------------------------------------------------------- serving
@@ -408,6 +296,8 @@ class YouTubeRecommender:
     self.name = config.model.name
     self.global_mean = float(s["global_mean"])
     self.rating_note = ""
+    self.prediction_note = (f"rating head, clipped to the rating range "
+                            f"{list(self.store.rating_range)}")
     self.cold_rule = ("users without training ratings: empty history + side features; items "
                       "without training ratings: untrained item vectors (ranked last)")
     self.trained_items = s["popularity"] > 0
@@ -489,67 +379,75 @@ class YouTubeRecommender:
              "side": self._s["side"].new_user(stars)}
     return self._scores(self.users_from_batch(batch))[0].astype(np.float32)
 
-  # ------------------------------------------------------------------------ evaluation
-  def part_metrics(self, part: str, nll: bool = False) -> dict[str, Any]:
-    """Rating metrics of the split part (and the full-softmax NLL of its items if asked)."""
-    rows = self.split.rows(part)
-    result = evaluator.rating_metrics_on(self, self.store, rows)
-    if len(rows) == 0:
-      return result
-    users, items = np.take(self.store.user, rows), np.take(self.store.item, rows)
-    if nll:
-      vecs, bias = self._items()
-      total = 0.0
-      user_vecs = self.user_vectors()
-      for lo in range(0, len(rows), 4096):
-        logits = user_vecs[users[lo:lo + 4096]] @ vecs.T + bias[None]
-        total += float(np.sum(full_softmax_loss(jnp.asarray(logits),
-                                                jnp.asarray(items[lo:lo + 4096]))))
-      result["full_softmax_nll"] = total / len(rows)
-    return result
 
-  def evaluate_splits(self) -> dict[str, Any]:
-    """Rating metrics on valid and test (+ full-catalog test ranking), with the protocol."""
-    store, split = self.store, self.split
-    result = {"protocol": split.protocol, "split": split.name, "store": store.name,
-              "store_fingerprint": store.fingerprint, "model": self.name, "task": "explicit",
-              "checkpoint": self.which, "checkpoint_epoch": int(self.meta["epoch"]),
-              "checkpoint_step": int(self.meta["step"]),
-              "predictions": f"rating head, clipped to the rating range "
-                             f"{list(store.rating_range)}",
-              "cold_rule": self.cold_rule,
-              "side_features": self._s["side"].names}
-    for part in ("valid", "test"):
-      result[part] = self.part_metrics(part, nll=True)
-    if self.config.youtube.final_ranking and len(split.rows("test")):
-      data = evaluator.prepare(store, split)
-      ranking = evaluator.evaluate(self, data, ranking=True)
-      result["test_ranking"] = ranking["ranking"]
-    return result
+# ------------------------------------------------------------------------------ the family
+@dataclasses.dataclass
+class YouTubeSetup(Setup):
+  s: dict[str, Any] = None  # histories, features, sampler, model, serving functions (_setup)
 
 
-# ---------------------------------------------------------------------------------- restore
-def load_recommender(workdir: str | os.PathLike, config=None, which: str = "best"
-                     ) -> YouTubeRecommender:
-  """The best (or latest) checkpoint of a youtube_dnn run, behind the evaluator interface.
+class YouTubeFamily(Family):
+  name = "youtube"
+  models = ("youtube_dnn",)
+  reads = ("youtube", "model.init_std")
+  architecture_keys = tuple(f"youtube.{k}" for k in (
+      "embed_dim", "tower", "out_dim", "history_weighting", "use_demographics", "use_activity"))
+  DEFAULTS = {"youtube_dnn": {"optimizer.dense": "adamw", "train.batch_size": 1024}}
 
-  With `config`, the checkpoint must fit it (same store fingerprint and model); its data and
-  mesh sections say where the store is now and how to run.
-  """
-  checkpoints, which, meta, saved = epochs_lib.open_run(workdir, config, which,
-                                                        check=_check_architecture)
-  s = _setup(saved, global_mean=meta["global_mean"])
-  if s["store"].fingerprint != meta["store_fingerprint"]:
-    raise ckpt_lib.CheckpointError(
-        f"{workdir}: checkpoint was trained on store {meta['store_fingerprint']}, but its config "
-        f"now builds {s['store'].fingerprint}")
-  replicated = NamedSharding(s["mesh"], P())
-  tree, meta = checkpoints.restore(which, epochs_lib.abstract_tree(s["init"], replicated))
-  checkpoints.close()
-  return YouTubeRecommender(s, tree["params"], saved, which, meta)
+  def check(self, config) -> None:
+    _check_config(config)
+
+  def setup(self, config, meta: dict[str, Any] | None = None) -> YouTubeSetup:
+    s = _setup(config, global_mean=meta["global_mean"] if meta else None)
+    return YouTubeSetup(
+        config=config, store=s["store"], split=s["split"], mesh=s["mesh"], valid_metric="rmse",
+        lower_is_better=True, n_examples=len(s["rows"]["train"]), unit="examples",
+        steps_per_epoch=s["steps_per_epoch"], extra_meta={"global_mean": s["global_mean"]},
+        s=s)
+
+  def init(self, setup: YouTubeSetup):
+    seed = setup.config.seed
+    return jax.jit(lambda: setup.s["init"](seed),
+                   out_shardings=NamedSharding(setup.mesh, P()))()
+
+  def make_step(self, setup: YouTubeSetup):
+    """Params replicated, examples split over the data axis; the batch's sampled negatives
+    travel with it (replicated inside the step)."""
+    replicated = NamedSharding(setup.mesh, P())
+    step = jax.jit(make_train_step(setup.s["model"], setup.s["tx"], setup.config.youtube),
+                   in_shardings=(replicated, input_pipeline.batch_sharding(setup.mesh),
+                                 replicated, replicated, replicated),
+                   out_shardings=(replicated, replicated), donate_argnums=(0,))
+    log_q = jax.device_put(setup.s["log_q"], replicated)
+    n_sampled = setup.config.youtube.num_sampled
+
+    def run(tree, batch, key):
+      # Every row of "sampled" holds the batch's shared negatives (a per-row copy shards
+      # over `data` like the rest of the batch).
+      return step(tree, {k: v for k, v in batch.items() if k != "sampled"},
+                  batch["sampled"][0, :n_sampled], log_q, key)
+
+    return run
+
+  def batches(self, setup: YouTubeSetup, epoch: int):
+    """Examples shuffled per epoch (seeded by epoch: a resumed run sees the same)."""
+    s, config = setup.s, setup.config
+
+    def make():
+      rng = np.random.default_rng([config.seed, epoch])
+      rows = s["rows"]["train"]
+      order = rows[rng.permutation(len(rows))]
+      for k in range(0, len(order), s["batch_size"]):
+        batch = train_batch(s, config, np.sort(order[k:k + s["batch_size"]]), rng)
+        sampled = rng.choice(s["store"].n_items, config.youtube.num_sampled,
+                             p=s["sampler"]).astype(np.int32)
+        batch["sampled"] = np.broadcast_to(sampled, (s["batch_size"], len(sampled))).copy()
+        yield batch
+
+    return SizedBatches(make, s["steps_per_epoch"])
+
+  def recommender(self, setup: YouTubeSetup, tree, which: str, meta: dict[str, Any]):
+    return YouTubeRecommender(setup.s, tree["params"], setup.config, which, meta)
 
 
-def evaluate_checkpoint(config, restore_from: str | os.PathLike, workdir: str | os.PathLike,
-                        which: str = "best") -> dict[str, Any]:
-  """Restores a youtube_dnn run and evaluates it on config's split into WORKDIR."""
-  return epochs_lib.evaluate_checkpoint(load_recommender, config, restore_from, workdir, which)
+FAMILY = YouTubeFamily()

@@ -1,0 +1,23 @@
+"""Result tables as Markdown, CSV and JSON (comparisons, sweeps): one writer for all."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+
+def write_table(stem: Path, rows: list[dict[str, Any]]) -> None:
+  """rows as Markdown (.md), CSV (.csv) and JSON (.json)."""
+  stem.parent.mkdir(parents=True, exist_ok=True)
+  columns = list(dict.fromkeys(k for r in rows for k in r))
+  cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+  stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+  with open(stem.with_suffix(".csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+  stem.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -1,0 +1,356 @@
+"""Autoencoders over rating rows: I-AutoRec, U-AutoRec and the deep autoencoder.
+
+A batch is a set of whole rating rows (items for I-AutoRec, users for U-AutoRec) gathered from
+the training ratings as padded-sparse arrays and sharded over the `data` axis; the loss is the
+masked squared error over observed entries, with L2 on weights through optimizer.l2.
+Predictions for a (user, item) pair encode the row's training ratings and read the
+reconstruction at the other side's column; rows with no training rating predict the training
+mean (AutoRec's rule for unseen users/items).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from netrec_jax.data import datasets
+from netrec_jax.models.autorec import SparseAutoencoder, SparseRows, decoder_params
+from netrec_jax.train import input_pipeline, optim, state as state_lib
+from netrec_jax.train.family import Family, Setup, SizedBatches
+
+SIDES = ("item", "user")
+ACTIVATIONS = ("relu", "selu", "sigmoid")
+
+
+def bucket_width(length: int, smallest: int = 8) -> int:
+  """Row widths rounded up to a power of two: a handful of compiled shapes, not one per batch."""
+  return max(smallest, 1 << max(0, int(length) - 1).bit_length())
+
+
+@dataclasses.dataclass(frozen=True)
+class RowBatching:
+  """How rows are grouped: at most `rows` per batch and at most `entries` padded cells.
+
+  A batch of padded-sparse rows costs rows x width x hidden floats in the encoder's gather and
+  the decoder's (and as much again in their gradients), with the width set by the longest row.
+  On Netflix-like data one popular movie has 100k+ ratings, so a fixed row count would blow up
+  memory; the cell budget shrinks such batches instead. Row counts and widths are padded to
+  powers of two (rows also to a multiple of the data devices): few shapes, few compiles.
+  """
+
+  rows: int  # a multiple of `multiple`
+  entries: int
+  multiple: int = 1
+
+  def padded_rows(self, n: int) -> int:
+    size = max(self.multiple, 1 << max(0, n - 1).bit_length())
+    return min(-(-size // self.multiple) * self.multiple, self.rows)
+
+  def pad(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    pad = self.padded_rows(batch["index"].shape[0]) - batch["index"].shape[0]
+    width = bucket_width(batch["index"].shape[1])
+    return {k: np.pad(v, ((0, pad), (0, width - v.shape[1]))) for k, v in batch.items()}
+
+  def spans(self, lengths: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive [lo, hi) batches over rows of these lengths, in the given order."""
+    out, lo, longest = [], 0, 0
+    for k, length in enumerate(np.asarray(lengths).tolist()):
+      grown = max(longest, length)
+      if k > lo and (k - lo + 1 > self.rows or
+                     self.padded_rows(k - lo + 1) * bucket_width(grown) > self.entries):
+        out.append((lo, k))
+        lo, grown = k, length
+      longest = grown
+    if lo < len(lengths):
+      out.append((lo, len(lengths)))
+    return out
+
+
+def _model(config, n_columns: int, global_mean: float) -> SparseAutoencoder:
+  a = config.autoencoder
+  if config.model.name == "autorec":
+    return SparseAutoencoder(n_columns, hidden=(a.autorec_hidden,), activation="sigmoid",
+                             global_mean=global_mean)
+  return SparseAutoencoder(n_columns, hidden=tuple(a.layers), activation=a.activation,
+                           dropout=a.dropout, input_dropout=a.input_dropout,
+                           global_mean=global_mean)
+
+
+def epoch_batches(entities: np.ndarray, lengths: np.ndarray, batching: RowBatching,
+                  rng: np.random.Generator, window_batches: int = 32) -> list[np.ndarray]:
+  """One epoch's batches: shuffled, then sorted by row length within windows of batches.
+
+  Rows are padded to the longest row of their batch; with long-tailed activity a random batch
+  pads every row to the one popular item's length. Sorting within windows of `window_batches`
+  batches keeps similar lengths together (far less padding) while the batch order stays random.
+  entities must be sorted (lengths are looked up by searchsorted).
+  """
+  order = entities[rng.permutation(len(entities))]
+  window = batching.rows * window_batches
+  for lo in range(0, len(order), window):
+    chunk = order[lo:lo + window]
+    order[lo:lo + window] = chunk[np.argsort(lengths[np.searchsorted(entities, chunk)],
+                                             kind="stable")]
+  spans = batching.spans(lengths[np.searchsorted(entities, order)])
+  batches = [order[lo:hi] for lo, hi in spans]
+  return [batches[k] for k in rng.permutation(len(batches))]
+
+
+def make_encoder(model: SparseAutoencoder) -> Callable:
+  """jit(params, batch) -> the decoder's input code of each row (inference mode)."""
+  return jax.jit(lambda p, b: model.apply(p, b["index"], b["value"], b["mask"], None))
+
+
+def encode_rows(encode: Callable, params, train_index: SparseRows, entities: np.ndarray,
+                batching: RowBatching) -> np.ndarray:
+  """Codes [len(entities), H] of rows built from their training ratings."""
+  width = decoder_params(params)[0].shape[1]
+  out = np.zeros((len(entities), width), np.float32)
+  order = np.argsort(train_index.lengths(entities), kind="stable")  # similar lengths together
+  for lo, hi in batching.spans(train_index.lengths(entities[order])):
+    chunk = order[lo:hi]
+    out[chunk] = np.asarray(encode(params, batching.pad(train_index.batch(entities[chunk]))
+                                   ))[:len(chunk)]
+  return out
+
+
+def predict_pairs(encode: Callable, params, train_index: SparseRows, users: np.ndarray,
+                  items: np.ndarray, side: str, batching: RowBatching, global_mean: float
+                  ) -> np.ndarray:
+  """Predictions for pairs: encode each row's training ratings, read the other column.
+
+  The decoder is linear in the code, so a pair costs one dot product once its row is encoded.
+  Rows without training ratings predict global_mean.
+  """
+  row_ids = np.asarray(items if side == "item" else users)
+  columns = np.asarray(users if side == "item" else items)
+  weights, bias = (np.asarray(a) for a in decoder_params(params))
+  unique_rows, inverse = np.unique(row_ids, return_inverse=True)
+  order = np.argsort(inverse, kind="stable")
+  bounds = np.searchsorted(inverse[order], np.arange(len(unique_rows) + 1))
+  out = np.empty(len(row_ids), np.float64)
+  chunk = 16 * batching.rows
+  for lo in range(0, len(unique_rows), chunk):
+    hi = min(lo + chunk, len(unique_rows))
+    codes = encode_rows(encode, params, train_index, unique_rows[lo:hi], batching)
+    pairs = order[bounds[lo]:bounds[hi]]
+    out[pairs] = (np.einsum("ph,ph->p", codes[inverse[pairs] - lo], weights[columns[pairs]])
+                  + bias[columns[pairs]] + global_mean)
+  out[train_index.lengths(row_ids) == 0] = global_mean
+  return out
+
+
+class RowRecommender:
+  """A restored row model behind the evaluator interface (netrec_jax/eval/evaluator.py).
+
+  Predictions encode the row's training ratings and read the other side's column; a pair
+  whose user or item has no training rating gets the training mean (cold_rule). Full-catalog
+  scores are one matmul: the decoder is linear in the row's code.
+  """
+
+  def __init__(self, model: SparseAutoencoder, params, store, split, train_index: SparseRows,
+               batching: RowBatching, config, which: str, meta: dict[str, Any]):
+    self.model, self.params, self.store, self.split, self.config = (model, params, store,
+                                                                    split, config)
+    self.side = config.autoencoder.side
+    self.name = f"{config.model.name}_{self.side}" if config.model.name == "autorec" else (
+        config.model.name)
+    self.which, self.meta = which, meta
+    self.global_mean = float(meta["global_mean"])
+    self.rating_note = ""
+    self.cold_rule = "training mean for a user or item with no training rating"
+    self.prediction_note = f"clipped to the rating range {list(store.rating_range)}"
+    self.train_rows = split.rows("train")
+    self.batching = batching
+    trained_users = np.zeros(store.n_users, bool)
+    trained_users[np.take(store.user, self.train_rows)] = True
+    trained_items = np.zeros(store.n_items, bool)
+    trained_items[np.take(store.item, self.train_rows)] = True
+    self.trained = {"user": trained_users, "item": trained_items}
+    self.train_index = train_index
+    self._encode = make_encoder(model)
+    weights, bias = decoder_params(params)
+    self._decoder = (np.asarray(weights), np.asarray(bias))
+    self._item_codes = None
+
+  def codes(self, entities: np.ndarray) -> np.ndarray:
+    """The decoder's input for each row entity (items for I-AutoRec, users for U-AutoRec)."""
+    return encode_rows(self._encode, self.params, self.train_index, entities, self.batching)
+
+  def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    pred = predict_pairs(self._encode, self.params, self.train_index, users, items,
+                         self.side, self.batching, self.global_mean)
+    cold = ~(self.trained["user"][users] & self.trained["item"][items])
+    pred[cold] = self.global_mean
+    return pred
+
+  def score_items(self, users: np.ndarray) -> np.ndarray:
+    weights, bias = self._decoder
+    if self.side == "item":
+      if self._item_codes is None:
+        self._item_codes = self.codes(np.arange(self.store.n_items))
+      scores = weights[users] @ self._item_codes.T + bias[users, None]
+    else:
+      scores = self.codes(users) @ weights.T + bias[None]
+    scores = scores + self.global_mean
+    scores[:, ~self.trained["item"]] = self.global_mean
+    scores[~self.trained["user"][users]] = self.global_mean
+    return scores
+
+  def item_vectors(self) -> np.ndarray:
+    """Item embeddings for similar-movie search: I-AutoRec's item codes, else decoder rows."""
+    if self.side == "item":
+      if self._item_codes is None:
+        self._item_codes = self.codes(np.arange(self.store.n_items))
+      return self._item_codes
+    return self._decoder[0]
+
+  fold_in_method = "encoder pass over the new user's partial rating vector (U-AutoRec / AE)"
+
+  def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    """Scores of every item for a new user who rated `items` (dense indices) with `stars`."""
+    if self.side != "user":
+      raise ValueError(f"{self.name} encodes item rows; a new user needs a user-based model "
+                       "(autoencoder.side=user)")
+    batch = {"index": np.asarray(items, np.int32)[None],
+             "value": np.asarray(stars, np.float32)[None],
+             "mask": np.ones((1, len(items)), np.float32)}
+    weights, bias = self._decoder
+    return (np.asarray(self._encode(self.params, batch))[0] @ weights.T + bias
+            + self.global_mean)
+
+
+# ------------------------------------------------------------------------------ the family
+@dataclasses.dataclass
+class AutoencoderSetup(Setup):
+  side: str = "item"
+  global_mean: float = 0.0
+  train_index: SparseRows = None
+  model: SparseAutoencoder = None
+  batching: RowBatching = None
+  tx: Any = None
+  entities: np.ndarray = None  # rows with training ratings (the epoch's examples)
+
+
+class AutoencoderFamily(Family):
+  name = "autoencoder"
+  models = ("autorec", "deep_ae")
+  reads = ("autoencoder",)
+  architecture_keys = ("autoencoder.side", "autoencoder.autorec_hidden", "autoencoder.layers",
+                       "autoencoder.activation")
+  DEFAULTS = dict.fromkeys(models, {"train.batch_size": 256, "optimizer.l2": 1e-4})
+
+  def check(self, config) -> None:
+    a = config.autoencoder
+    if a.side not in SIDES:
+      raise ValueError(f"autoencoder.side must be one of {SIDES}, got {a.side!r}")
+    if a.activation not in ACTIVATIONS:
+      raise ValueError(f"autoencoder.activation must be one of {ACTIVATIONS}, got "
+                       f"{a.activation!r}")
+    for field in ("dropout", "input_dropout"):
+      if not 0 <= a[field] < 1:
+        raise ValueError(f"autoencoder.{field} must be in [0, 1), got {a[field]}")
+
+  def setup(self, config, meta: dict[str, Any] | None = None) -> AutoencoderSetup:
+    store = datasets.open_or_build(config.data)
+    split = datasets.make_split(store, config.split)
+    train_rows = split.rows("train")
+    if len(train_rows) == 0:
+      raise ValueError(f"split {split.name} has no training ratings")
+    side = config.autoencoder.side
+    global_mean = (float(meta["global_mean"]) if meta and "global_mean" in meta
+                   else float(store.stars(train_rows).astype(np.float64).mean()))
+    n_columns = store.n_users if side == "item" else store.n_items
+    model = _model(config, n_columns, global_mean)
+    mesh = state_lib.make_mesh(config.mesh)
+    data_devices = mesh.shape[state_lib.DATA]
+    batch_rows = -(-config.train.batch_size // data_devices) * data_devices
+    batching = RowBatching(batch_rows, max(config.autoencoder.batch_entries, batch_rows),
+                           data_devices)
+    train_index = SparseRows(store, train_rows, side)
+    entities = np.flatnonzero(train_index.lengths(np.arange(train_index.n_entities)) > 0)
+    steps_per_epoch = len(batching.spans(np.sort(train_index.lengths(entities))))
+    tx = optim.dense_optimizer(config.optimizer, steps_per_epoch * config.train.epochs)
+    return AutoencoderSetup(
+        config=config, store=store, split=split, mesh=mesh, valid_metric="rmse",
+        lower_is_better=True, n_examples=len(entities), unit="rows",
+        steps_per_epoch=steps_per_epoch, extra_meta={"global_mean": global_mean}, side=side,
+        global_mean=global_mean, train_index=train_index, model=model, batching=batching,
+        tx=tx, entities=entities)
+
+  def init(self, setup: AutoencoderSetup):
+    dummy = setup.train_index.batch(np.arange(1))
+    seed = setup.config.seed
+
+    def init():
+      params = setup.model.init({"params": jax.random.PRNGKey(seed),
+                                 "dropout": jax.random.PRNGKey(seed + 1)},
+                                dummy["index"], dummy["value"], dummy["mask"], dummy["index"])
+      return optim.init_tree(params, setup.tx)
+
+    return jax.jit(init, out_shardings=NamedSharding(setup.mesh, P()))()
+
+  def make_step(self, setup: AutoencoderSetup):
+    model, tx = setup.model, setup.tx
+    refeed = setup.config.autoencoder.refeed
+
+    # Squared errors are weighted by 1 / (the epoch's mean ratings per batch), not divided by
+    # this batch's count: batches are length-sorted (epoch_batches), and a per-batch mean
+    # would give a batch of rarely rated rows as much weight as one of popular rows. This way
+    # every training rating weighs the same over an epoch, as in AutoRec's summed objective.
+    def update(tree, index, value, mask, scale, key):
+      def loss_fn(p):
+        pred = model.apply(p, index, value, mask, index, train=True, rngs={"dropout": key})
+        return jnp.sum(scale[:, None] * mask * jnp.square(pred - value))
+      loss, grads = jax.value_and_grad(loss_fn)(tree["params"])
+      tree, norm = optim.apply_gradients(tree, grads, tx)
+      return tree, loss, norm
+
+    def step(tree, batch, key):
+      tree, loss, norm = update(tree, batch["index"], batch["value"], batch["mask"],
+                                batch["scale"], key)
+      if refeed:
+        # Kuchaiev & Ginsburg 2017: the dense reconstruction f(x) is a fixed point to aim
+        # for, so f(f(x)) is trained towards f(x) over every column, in a second update.
+        every = jnp.broadcast_to(jnp.arange(model.n_columns, dtype=jnp.int32),
+                                 (batch["index"].shape[0], model.n_columns))
+        dense = jax.lax.stop_gradient(model.apply(tree["params"], batch["index"],
+                                                  batch["value"], batch["mask"], every))
+        has_row = (batch["mask"].sum(1) > 0).astype(dense.dtype)
+        scale = has_row / jnp.maximum(has_row.sum() * model.n_columns, 1.0)
+        tree, _, _ = update(tree, every, dense, jnp.broadcast_to(has_row[:, None], dense.shape),
+                            scale, jax.random.fold_in(key, 1))
+      return tree, {"loss": loss, "grad_norm": norm}
+
+    replicated = NamedSharding(setup.mesh, P())
+    return jax.jit(step, in_shardings=(replicated, input_pipeline.batch_sharding(setup.mesh),
+                                       replicated),
+                   out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+  def batches(self, setup: AutoencoderSetup, epoch: int):
+    """Rows shuffled per epoch (seeded by epoch: a resumed run sees the same order)."""
+    lengths = setup.train_index.lengths(setup.entities)
+    groups = epoch_batches(setup.entities, lengths, setup.batching,
+                           np.random.default_rng([setup.config.seed, epoch]))
+    scale = np.float32(len(groups) / len(setup.split.rows("train")))
+
+    def make():
+      for entities in groups:
+        batch = setup.batching.pad(setup.train_index.batch(entities))
+        batch["scale"] = np.full(batch["index"].shape[0], scale, np.float32)
+        yield batch
+
+    return SizedBatches(make, len(groups))
+
+  def recommender(self, setup: AutoencoderSetup, tree, which: str, meta: dict[str, Any]):
+    return RowRecommender(setup.model, tree["params"], setup.store, setup.split,
+                          setup.train_index, setup.batching, setup.config, which,
+                          {**setup.extra_meta, **meta})
+
+
+FAMILY = AutoencoderFamily()

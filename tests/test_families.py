@@ -1,0 +1,117 @@
+"""The family contract, run for every family through the real loop.train_and_evaluate:
+
+- 4 data-parallel devices train to the same final metrics as 1 device;
+- a run stopped after epoch k and resumed ends with the metrics of an uninterrupted run,
+  and its metrics.jsonl has each epoch once;
+- the restored best checkpoint reproduces the validation figure logged for its epoch;
+- a field the family does not read is refused, naming it.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from netrec_jax import configs
+from netrec_jax.train import family, loop
+
+# model -> fields of a tiny run (on top of tiny_base), chosen to train in seconds.
+TINY = {
+    "mf": {"model.embed_dim": 8, "train.batch_size": 1024},
+    "neumf": {"model.gmf_dim": 8, "model.mlp_layers": (16, 8), "train.batch_size": 1024},
+    "autorec": {"autoencoder.autorec_hidden": 16, "train.batch_size": 32},
+    "gcmc": {"graph.gcmc_hidden": 20, "graph.gcmc_dense": 8, "graph.dropout": 0.0},
+    "lightgcn": {"graph.embed_dim": 8, "train.batch_size": 4096},
+    "bert4rec": {"sequence.max_len": 16, "sequence.hidden": 16, "train.eval_every": 1,
+                 "split.kind": "loo", "eval.sampled_negatives": 0},
+    "youtube_dnn": {"youtube.embed_dim": 8, "youtube.num_sampled": 16, "youtube.tower": (16,),
+                    "youtube.out_dim": 8, "train.batch_size": 512},
+}
+
+
+def tiny_config(store_root, model: str, **fields):
+  config = configs.base_config()
+  config.data.store_root = str(store_root)
+  config.data.synthetic.update(n_users=300, n_items=120, n_ratings=9000)
+  config.data.min_user_ratings = 5
+  config.split.kind = "random"
+  config.model.name = model
+  config.train.epochs = 3
+  config.train.early_stopping_patience = 0
+  config.eda = False
+  for dotted, value in {**TINY[model], **fields}.items():
+    configs.set_field(config, dotted, value)
+  return config
+
+
+@pytest.fixture(scope="module")
+def store_root(tmp_path_factory):
+  return tmp_path_factory.mktemp("stores")
+
+
+def _figures(final):
+  """The final metrics that every family reports, as one flat vector."""
+  out = []
+  for part in ("valid", "test"):
+    for key in ("rmse", "mae", "recall@10", "ndcg@10"):
+      if isinstance(final[part].get(key), float):
+        out.append(final[part][key])
+  return np.array(out)
+
+
+@pytest.mark.parametrize("model", sorted(TINY))
+def test_family_contract(model, store_root, tmp_path):
+  fam = family.family(model)
+  # ---- Uninterrupted, 4 devices.
+  full = loop.train_and_evaluate(tiny_config(store_root, model), tmp_path / "full")
+  assert full["epochs_run"] == 3 and full["model"] == model
+
+  # ---- Restored best reproduces the validation figure logged for its epoch.
+  log = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().split()]
+  assert [r["epoch"] for r in log] == [0, 1, 2]
+  setup_metric = fam.setup(family.resolve(tiny_config(store_root, model))).valid_metric
+  best = [r for r in log if r["epoch"] == full["checkpoint_epoch"]][0]
+  assert full["valid"][setup_metric] == pytest.approx(best[f"valid_{setup_metric}"], rel=1e-6)
+  assert full["best_epoch"] == full["checkpoint_epoch"]
+
+  # ---- Stopped after epoch 2 of 3, then resumed: same final metrics, each epoch logged once.
+  loop.train_and_evaluate(tiny_config(store_root, model, **{"train.epochs": 2}),
+                          tmp_path / "resumed")
+  resumed = loop.train_and_evaluate(tiny_config(store_root, model), tmp_path / "resumed")
+  np.testing.assert_allclose(_figures(resumed), _figures(full), rtol=1e-5)
+  log = (tmp_path / "resumed" / "metrics.jsonl").read_text().split()
+  assert [json.loads(line)["epoch"] for line in log] == [0, 1, 2]
+  assert resumed["epochs_run"] == 3 and resumed["epochs_this_run"] == 1
+
+  # ---- One device trains to the same metrics as four.
+  single = loop.train_and_evaluate(tiny_config(store_root, model, **{"mesh.data": 1}),
+                                   tmp_path / "single")
+  np.testing.assert_allclose(_figures(single), _figures(full), rtol=2e-3, atol=2e-4)
+
+  # ---- --mode=eval from the checkpoint equals the run's own final metrics.
+  evaluated = loop.evaluate_checkpoint(tiny_config(store_root, model), tmp_path / "full",
+                                       tmp_path / "eval")
+  np.testing.assert_allclose(_figures(evaluated), _figures(full), rtol=1e-6)
+
+
+@pytest.mark.parametrize("model,field", [("mf", "sequence.max_len"),
+                                         ("bert4rec", "model.embed_dim"),
+                                         ("content", "train.epochs"),
+                                         ("autorec", "graph.layers")])
+def test_unread_field_is_refused(model, field, store_root):
+  config = configs.base_config()
+  config.model.name = model
+  configs.set_field(config, field, "3")
+  with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+    family.resolve(config)
+
+
+def test_model_defaults_fill_only_unset_fields():
+  config = configs.base_config()
+  config.model.name = "bert4rec"
+  config.train.epochs = 7
+  family.resolve(config)
+  assert config.train.epochs == 7  # set by the experiment: kept
+  assert config.optimizer.dense == "adamw" and config.optimizer.clip_norm == 5.0  # BERT4Rec's
+  other = family.resolve(configs.base_config())  # mf
+  assert other.optimizer.dense == "adam" and other.optimizer.clip_norm == 0.0
