@@ -29,9 +29,11 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _MODE = flags.DEFINE_enum(
     "mode", None, MODES, "Default: the experiment's own config.mode (train for most; "
-    "compare for compare_* experiments). train: train, validate each epoch, checkpoint into WORKDIR and "
+    "compare for compare_* experiments). train: train, validate each epoch, checkpoint into "
+    "WORKDIR and "
     "write WORKDIR/final_metrics.json (resumes from WORKDIR's latest checkpoint). eval: restore "
-    "--restore_from's best checkpoint and evaluate it into WORKDIR. compare: train or restore every "
+    "--restore_from's best checkpoint and evaluate it into WORKDIR. compare: train or restore "
+    "every "
     "model of config.compare.models and the baselines on one split, one evaluator; writes "
     "WORKDIR/comparison.{md,csv,json,png}. prepare: build or reuse the "
     "store, make the split, write data_summary.json and EDA plots. eda: prepare with plots even "

@@ -8,10 +8,10 @@ In one run on this machine, for each size of --sizes and each model of --models:
                  (baselines/surprise_models.py; its memory guard may refuse a size);
   implicit_als   implicit's ALS, 64 factors, 15 iterations (baselines/implicit_models.py);
   jax_als        our explicit WR-ALS in JAX, 32 factors, 10 iterations (baselines/jax_als.py);
-  jax_mf         our biased MF through trainer.train_and_evaluate: the quickstart config
+  jax_mf         our biased MF through loop.train_and_evaluate: the quickstart config
                  (embed_dim 32, row-sparse Adagrad) with batch 8192, --epochs epochs, early
                  stopping off; its fit time is the whole call (setup, jit compilation, epochs,
-                 checkpoints, the trainer's own final evaluation).
+                 checkpoints, the loop's final evaluation).
 The settings of the three baselines are compare.BASELINES, so this times what compare runs.
 
 Every (size, model) runs in its own child process (this script with --child), which opens the
@@ -76,7 +76,7 @@ _USER_BATCH = 128
 def _status_gb(field: str) -> float:
   """VmHWM (peak RSS) or VmRSS of this process, in GiB. ru_maxrss would survive exec."""
   with open("/proc/self/status") as f:
-    line = next(l for l in f if l.startswith(field + ":"))
+    line = next(x for x in f if x.startswith(field + ":"))
   return int(line.split()[1]) / 2**20
 
 
@@ -134,17 +134,17 @@ def _fit(spec: dict[str, Any], store, split, result: dict[str, Any]):
   model, params = spec["model"], spec["params"]
   train_rows = split.rows("train")
   if model == "jax_mf":
-    from netrec_jax.train import trainer
+    from netrec_jax.train import loop
     config = ml_collections.ConfigDict(spec["config"])
     workdir = Path(spec["workdir"])
     shutil.rmtree(workdir, ignore_errors=True)
     t0 = time.time()
-    final = trainer.train_and_evaluate(config, workdir)
+    final = loop.train_and_evaluate(config, workdir)
     result["fit_seconds"] = time.time() - t0
     result["train_loop_seconds"] = final["train_seconds"]
     result["trainer_test_rmse"] = final["test"].get("rmse")
     result["peak_rss_gb"] = _status_gb("VmHWM")
-    return trainer.load_recommender(workdir, config)
+    return loop.load_recommender(workdir, config)
   t0 = time.time()
   if model == "surprise_svd":
     from netrec_jax.baselines import surprise_models

@@ -13,7 +13,6 @@ and >20 training ratings, all on the experiment's split (named with its protocol
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 from pathlib import Path
@@ -21,10 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from netrec_jax.data import datasets
-from netrec_jax.eval import cold_start, compare, evaluator
-from netrec_jax.progress import quiet_library_logs
-from netrec_jax.train import families
+from netrec_jax import configs  # noqa: E402
+from netrec_jax.data import datasets  # noqa: E402
+from netrec_jax.eval import cold_start, compare, evaluator  # noqa: E402
+from netrec_jax.progress import quiet_library_logs  # noqa: E402
 
 
 def main() -> None:
@@ -34,22 +33,22 @@ def main() -> None:
   parser.add_argument("--models", default="", help="comma-separated; default compare.models")
   args = parser.parse_args()
   quiet_library_logs()
-  config = importlib.import_module(f"experiments.{args.experiment}").get_config()
+  from netrec_jax.train import family
+  config = family.resolve(configs.load_experiment(args.experiment))
   workdir = Path(args.workdir)
   names = [m.strip() for m in (args.models or config.compare.models).split(",") if m.strip()]
 
   store = datasets.open_or_build(config.data)
   split = datasets.make_split(store, config.split)
-  data = evaluator.prepare(store, split, relevance_threshold=(
-      None if config.compare.relevance_threshold <= 0 else config.compare.relevance_threshold))
+  data = evaluator.prepare(store, split, relevance_threshold=evaluator.relevance(config.eval))
   models = []
   for name in names:
     t0 = time.time()
-    if name.split("@")[0] in families.FAMILIES:
-      model = compare._jax_model(name, config, workdir)
-    elif name in compare.BASELINES:
+    if name in compare.BASELINES:
       model = compare._fit_baseline(name, store, data.train_rows)
       model.name = name
+    elif compare.is_jax_entry(name):
+      model = compare._jax_model(name, config, workdir)
     else:
       raise SystemExit(f"cold_start_report: unknown model {name!r}")
     print(f"{name}: ready in {time.time() - t0:.1f} s", flush=True)
@@ -58,7 +57,7 @@ def main() -> None:
   rows = cold_start.breakdown(models, data, ks=(10, 20))
   title = (f"{args.experiment}: split {split.name}, protocol {split.protocol}; metrics per "
            f"bucket of the test movie's training ratings (relevant: stars >= "
-           f"{config.compare.relevance_threshold:g})")
+           f"{config.eval.relevance_threshold:g})")
   files = cold_start.write_report(rows, workdir / "cold_start", title)
   print(files["md"].read_text())
   print(f"breakdown {time.time() - t0:.1f} s; wrote {', '.join(str(p) for p in files.values())}")

@@ -38,7 +38,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Ingest and pandas runs (alternati
                                 "are reported, and every run's ratio.")
 
 # Peak RSS from VmHWM: ru_maxrss survives exec and would report the parent's peak.
-_PEAK = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 2**20"
+_PEAK = ("int(next(x for x in open('/proc/self/status') if x.startswith('VmHWM')).split()[1])"
+         " / 2**20")
 
 _CHILD_INGEST = """
 import sys, time, json
@@ -132,7 +133,8 @@ def main(argv):
                                                      max(1, store.n_users // 1000))) * 1e6
 
   result = {
-      "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
+      "machine": f"{os.cpu_count()} cores, "
+                 f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
       "text_gb": text_bytes / 2**30,
       "ingest": ingest,
       "ingest_m_lines_per_s": lines / ingest["seconds"] / 1e6,

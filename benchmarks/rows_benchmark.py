@@ -3,7 +3,7 @@
   python benchmarks/rows_benchmark.py --out=bench_out/rows
   python benchmarks/rows_benchmark.py --n_users=480189 --n_items=17770 --n_ratings=10000000
 
-Each case trains through netrec_jax.train.rows.train_and_evaluate (the code path launch.py
+Each case trains through netrec_jax.train.loop.train_and_evaluate (the code path launch.py
 runs: SparseRows batches, padded widths bucketed to powers of two, the jitted sharded step),
 --epochs epochs on a synthetic Netflix-like store; the first epoch includes compilation, so the
 figure reported is the median of the later epochs' `rows_per_s` / `ratings_per_s` from
@@ -54,7 +54,7 @@ def main(argv):
   import jax
   import numpy as np
   from netrec_jax import configs
-  from netrec_jax.train import rows
+  from netrec_jax.train import loop
 
   out = Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
@@ -71,8 +71,8 @@ def main(argv):
     config.data.min_user_ratings = 0
     config.split.kind = "random"
     config.model.name = name
-    config.model.autorec_side = side
-    config.model.row_batch = _BATCH.value
+    config.autoencoder.side = side
+    config.train.batch_size = _BATCH.value
     config.train.epochs = _EPOCHS.value
     config.train.early_stopping_patience = 0
     config.eda = False
@@ -81,10 +81,11 @@ def main(argv):
       if stale.exists():
         import shutil
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    rows.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
     log = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     timed = log[1:] or log
-    hidden = config.model.autorec_hidden if name == "autorec" else config.model.ae_hidden[0]
+    a = config.autoencoder
+    hidden = a.autorec_hidden if name == "autorec" else a.layers[0]
     floor = bandwidth / (4 * hidden * 4)
     result = {"case": case, "hidden": hidden,
               "rows_per_s": float(np.median([r["rows_per_s"] for r in timed])),

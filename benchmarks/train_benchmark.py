@@ -9,9 +9,9 @@ Netflix-scale tables (480,189 users x 17,770 items; mf and hybrid 64 wide, neumf
            (input_pipeline.make_device_epoch: permute + scan); one epoch warms up (compile),
            then --epochs epochs are timed, block_until_ready at the end;
   host     input_pipeline.HostBatches over the memmapped store feeding the jitted train_step,
-           as trainer.py does (NaN check every check_every_steps, block_until_ready each step
+           as the loop does (NaN check every check_every_steps, block_until_ready each step
            when several CPU devices are in use); one warm-up epoch, then --epochs timed.
-The model, its state and the step are built as trainer.setup builds them, from
+The model, its state and the step are built as the pair family builds them, from
 configs.base_config() (sparse optimizer adagrad, dense adam). Then, for mf at --compare_batch:
 the sparse optimizers sgd / adagrad / lazy_adam; and at --dense_batch_sizes a dense baseline
 (the same MF with a plain optax.adam on the whole tables: dense gradient, every row updated
@@ -124,10 +124,10 @@ def make_config(model: str, batch_size: int, sparse_kind: str, pipeline: str, ep
 
 
 def build_sparse_case(config, store, n_train: int, global_mean: float, mesh):
-  """model, specs, init, shardings and train_step, exactly as trainer.setup / _train_step."""
+  """model, specs, init, shardings and train_step, as the pair family's setup / make_step."""
   import jax
   from netrec_jax import models
-  from netrec_jax.train import state as state_lib, steps, trainer
+  from netrec_jax.train import optim, state as state_lib, steps
 
   model = models.build_model(config.model, global_mean)
   specs = model.table_specs()
@@ -135,11 +135,11 @@ def build_sparse_case(config, store, n_train: int, global_mean: float, mesh):
   steps_per_epoch = (n_train // config.train.batch_size if config.train.input_pipeline == "device"
                      else -(-n_train // config.train.batch_size))
   total_steps = steps_per_epoch * config.train.epochs
-  dense_tx = trainer.dense_optimizer(config.optimizer, total_steps)
+  dense_tx = optim.dense_optimizer(config.optimizer, total_steps)
   init = state_lib.state_initializer(model, specs, sizes, dense_tx, config.optimizer.sparse,
                                      config.seed, 0)
   shardings = state_lib.state_shardings(jax.eval_shape(init), mesh)
-  sparse_lr = trainer.learning_rate_schedule(config.optimizer.sparse_lr, config.optimizer,
+  sparse_lr = optim.learning_rate_schedule(config.optimizer.sparse_lr, config.optimizer,
                                              total_steps)
   train_step = steps.make_train_step(
       model, specs, task=config.task, dense_tx=dense_tx, sparse_kind=config.optimizer.sparse,
@@ -194,7 +194,7 @@ def build_dense_case(config, store, global_mean: float, mesh):
 
 
 def _check_finite(losses) -> float:
-  """As trainer._check_finite, one device_get of the stacked losses, but a non-finite loss is
+  """As loop.check_finite, one device_get of the stacked losses, but a non-finite loss is
   reported (as the mean, NaN) instead of raised: the timing of the case is still valid."""
   import jax
   import jax.numpy as jnp
@@ -204,7 +204,7 @@ def _check_finite(losses) -> float:
 
 def time_device(init, shardings, train_step, columns, n_train: int, batch_size: int, mesh,
                 epochs: int, seed: int) -> dict:
-  """Device-resident epochs jitted as trainer.py jits them; compile excluded."""
+  """Device-resident epochs jitted as the pair family jits them; compile excluded."""
   import jax
   from jax.sharding import NamedSharding, PartitionSpec as P
   from netrec_jax.train import input_pipeline
@@ -233,7 +233,7 @@ def time_device(init, shardings, train_step, columns, n_train: int, batch_size: 
 
 def time_host(init, shardings, train_step, store, rows, batch_size: int, mesh, epochs: int,
               seed: int, prefetch: int, check_every: int) -> dict:
-  """HostBatches feeding the jitted step, the loop of trainer.train_and_evaluate."""
+  """HostBatches feeding the jitted step, the loop's host epoch."""
   import jax
   from jax.sharding import NamedSharding, PartitionSpec as P
   from netrec_jax.train import input_pipeline
@@ -421,7 +421,7 @@ def main(argv):
   diverged = [f"{r['model']}/{r['pipeline']}/{r['optimizer']}/{r['batch_size']}"
               for r in results if not r["loss_finite"]]
   if diverged:
-    print(f"Loss not finite (timing still valid; trainer.py would stop): {', '.join(diverged)}")
+    print(f"Loss not finite (timing still valid; the loop would stop): {', '.join(diverged)}")
   result = {
       "machine": f"{os.cpu_count()} cores, "
                  f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",

@@ -14,9 +14,9 @@ and the throughput are. Split: random 90/10 with 10% of train for validation
 model predicts the training mean for them, as the report counts).
 
 Settings from the source document: encoder 512-256-64 and mirrored decoder, ReLU, dropout 0.1,
-Adam lr 1e-4 with weight decay 1e-5, batch 128, masked MSE. Variants: --config.autoencoder.activation=
-selu, --config.autoencoder.input_dropout=0.2 (denoising), --config.autoencoder.refeed=True (dense
-re-feeding, Kuchaiev & Ginsburg 2017).
+Adam lr 1e-4 with weight decay 1e-5, batch 128, masked MSE. Variants:
+--config.autoencoder.activation=selu, --config.autoencoder.input_dropout=0.2 (denoising),
+--config.autoencoder.refeed=True (dense re-feeding, Kuchaiev & Ginsburg 2017).
 """
 
 from netrec_jax import configs

@@ -3,12 +3,17 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from netrec_jax.train import loop  # noqa: E402
 import pytest
 
 from netrec_jax.data.synthetic import SyntheticConfig, build_synthetic_store
-from netrec_jax.models.autorec import SparseAutoencoder, masked_mse, row_batch
+from netrec_jax.models.autorec import SparseAutoencoder, row_batch, row_loss
+from netrec_jax.train import loop
+
+
+def masked_mse(pred, target, mask):
+  """The training loss with every row weighted 1 / (observed entries of the batch)."""
+  weight = jnp.full(mask.shape[0], 1.0 / jnp.maximum(mask.sum(), 1.0))
+  return row_loss(pred, target, mask, weight)
 
 
 @pytest.fixture(scope="module")
@@ -135,35 +140,34 @@ def test_row_models_train_through_the_launcher_pipeline(tmp_path, name, side, re
     assert result["test"]["rmse"] < mean_rmse, (result, mean_rmse)
 
 
-def test_row_model_sharded_training_equals_single_device(tmp_path):
-  from netrec_jax.train import autoencoder as rows
-  results = []
-  for data_axis in (1, 4):
-    config = row_config(tmp_path)
-    config.mesh.data = data_axis
-    results.append(loop.train_and_evaluate(config, tmp_path / f"run{data_axis}"))
-  for part in ("valid", "test"):
-    assert results[0][part]["rmse"] == pytest.approx(results[1][part]["rmse"], abs=1e-5)
+def test_training_loss_is_the_observed_squared_error_by_hand():
+  pred = jnp.array([[1.0, 2.0, 9.0], [3.0, 0.0, 0.0]])
+  target = jnp.array([[2.0, 2.0, 0.0], [1.0, 5.0, 5.0]])
+  mask = jnp.array([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+  weight = jnp.array([0.5, 2.0])
+  # (1-2)^2 * 0.5 + 0 + (3-1)^2 * 2 = 8.5; masked cells (9 vs 0, 0 vs 5) never count.
+  assert float(row_loss(pred, target, mask, weight)) == pytest.approx(8.5)
 
 
-def test_new_user_recommendations_exclude_the_given_movies(tmp_path):
-  from netrec_jax.train import autoencoder as rows
+def test_new_user_fold_in_reproduces_the_restored_metrics(tmp_path):
   config = row_config(tmp_path)
   config.autoencoder.side = "user"
   trained = loop.train_and_evaluate(config, tmp_path / "run")
-  model, params, store, split, _ = rows.load_row_model(tmp_path / "run")
+  recommender = loop.load_recommender(tmp_path / "run")
+  store, split = recommender.store, recommender.split
   # The restored best checkpoint reproduces the run's test metric.
   users, items = np.take(store.user, split.rows("test")), np.take(store.item, split.rows("test"))
-  pred = loop.load_recommender(tmp_path / "run").predict(users, items)
+  pred = recommender.predict(users, items)
   rmse = float(np.sqrt(np.mean((np.clip(pred, 1, 5) - store.stars(split.rows("test"))) ** 2)))
   assert rmse == pytest.approx(trained["test"]["rmse"], abs=1e-6)
-  given = {int(i): 5.0 for i in store.item_original_ids()[:5]}
-  recs = rows.recommend_for_new_user(model, params, store, given, k=10)
-  assert len(recs) == 10
-  assert not set(given) & {r["movie_id"] for r in recs}
-  assert all(r["title"].startswith("Synthetic Movie") for r in recs)
-  with pytest.raises(ValueError, match="unknown movie ids"):
-    rows.recommend_for_new_user(model, params, store, {999999: 4.0})
+  # Folding in an existing user's training row scores as that user's own encoding does.
+  user = int(users[0])
+  rows = split.rows("train")
+  mine = rows[np.take(store.user, rows) == user]
+  fold = recommender.fold_in(np.take(store.item, mine), store.stars(mine))
+  warm = recommender.trained["item"]  # score_items gives never-rated movies the mean
+  np.testing.assert_allclose(fold[warm], recommender.score_items(np.array([user]))[0][warm],
+                             rtol=1e-4, atol=1e-4)
 
 
 def test_row_model_restores_resumes_and_evaluates_through_launch_py(tmp_path):
@@ -174,10 +178,11 @@ def test_row_model_restores_resumes_and_evaluates_through_launch_py(tmp_path):
   import sys
   from pathlib import Path
   repo = Path(__file__).resolve().parents[1]
-  common = ["launch.py", "--experiment=quickstart", f"--config.data.store_root={tmp_path}/stores",
+  common = ["launch.py", "--experiment=autorec_ml100k", "--config.data.source=synthetic",
+            f"--config.data.store_root={tmp_path}/stores",
             "--config.data.synthetic.n_users=300", "--config.data.synthetic.n_items=120",
             "--config.data.synthetic.n_ratings=12000", "--config.data.min_user_ratings=5",
-            "--config.model.name=autorec", "--config.autoencoder.autorec_hidden=16",
+            "--config.autoencoder.autorec_hidden=16",
             "--config.train.batch_size=32", "--config.eda=False",
             "--config.compare.after_train=False", "--config.train.early_stopping_patience=0"]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
@@ -210,7 +215,6 @@ def test_row_model_restores_resumes_and_evaluates_through_launch_py(tmp_path):
 @pytest.mark.parametrize("side", ["item", "user"])
 def test_row_recommender_scores_agree_with_predictions_and_the_evaluator(tmp_path, side):
   from netrec_jax.eval import evaluator
-  from netrec_jax.train import autoencoder as rows
   config = row_config(tmp_path)
   config.autoencoder.side = side
   trained = loop.train_and_evaluate(config, tmp_path / "run")

@@ -163,12 +163,12 @@ def test_family_functions_round_trip(tmp_path):
   assert set(trained["vocabulary"]) == {"title", "year"}  # synthetic movies: no genres
   ev = loop.evaluate_checkpoint(config, tmp_path / "run", tmp_path / "eval")
   assert ev["test"] == trained["test"]
-  assert ev["test_ranking"]["ndcg@10"] == trained["test_ranking"]["ndcg@10"]
+  assert ev["test"]["ndcg@10"] == trained["test"]["ndcg@10"]
   on_disk = json.loads((tmp_path / "eval" / "final_metrics.json").read_text())
   assert on_disk["test"]["rmse"] == pytest.approx(trained["test"]["rmse"])
   other = content_config(genre_weight=2.0)
   other.data = config.data
-  with pytest.raises(ValueError, match="content settings differ"):
+  with pytest.raises(ValueError, match="content.genre_weight: checkpoint 1.0, config 2.0"):
     loop.load_recommender(tmp_path / "run", other)
   with pytest.raises(ValueError, match="content.mode"):
     loop.train_and_evaluate(content_config(mode="blend"), tmp_path / "bad")

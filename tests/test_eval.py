@@ -169,7 +169,6 @@ def test_compare_writes_one_table_for_all_models(tmp_path):
 
 
 def test_jax_model_metrics_do_not_depend_on_device_count(tmp_path):
-  from netrec_jax.train import loop as trainer
   config = tiny_config(tmp_path)
   config.mesh.update(data=1, model=1)
   loop.train_and_evaluate(config, tmp_path / "run")

@@ -18,7 +18,6 @@ from netrec_jax.train import family, loop
 # model -> fields of a tiny run (on top of tiny_base), chosen to train in seconds.
 TINY = {
     "mf": {"model.embed_dim": 8, "train.batch_size": 1024},
-    "neumf": {"model.gmf_dim": 8, "model.mlp_layers": (16, 8), "train.batch_size": 1024},
     "autorec": {"autoencoder.autorec_hidden": 16, "train.batch_size": 32},
     "gcmc": {"graph.gcmc_hidden": 20, "graph.gcmc_dense": 8, "graph.dropout": 0.0},
     "lightgcn": {"graph.embed_dim": 8, "train.batch_size": 4096},
@@ -36,7 +35,7 @@ def tiny_config(store_root, model: str, **fields):
   config.data.min_user_ratings = 5
   config.split.kind = "random"
   config.model.name = model
-  config.train.epochs = 3
+  config.train.epochs = 2
   config.train.early_stopping_patience = 0
   config.eda = False
   for dotted, value in {**TINY[model], **fields}.items():
@@ -64,24 +63,24 @@ def test_family_contract(model, store_root, tmp_path):
   fam = family.family(model)
   # ---- Uninterrupted, 4 devices.
   full = loop.train_and_evaluate(tiny_config(store_root, model), tmp_path / "full")
-  assert full["epochs_run"] == 3 and full["model"] == model
+  assert full["epochs_run"] == 2 and full["model"].startswith(model)
 
   # ---- Restored best reproduces the validation figure logged for its epoch.
-  log = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().split()]
-  assert [r["epoch"] for r in log] == [0, 1, 2]
+  log = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in log] == [0, 1]
   setup_metric = fam.setup(family.resolve(tiny_config(store_root, model))).valid_metric
   best = [r for r in log if r["epoch"] == full["checkpoint_epoch"]][0]
   assert full["valid"][setup_metric] == pytest.approx(best[f"valid_{setup_metric}"], rel=1e-6)
   assert full["best_epoch"] == full["checkpoint_epoch"]
 
-  # ---- Stopped after epoch 2 of 3, then resumed: same final metrics, each epoch logged once.
-  loop.train_and_evaluate(tiny_config(store_root, model, **{"train.epochs": 2}),
+  # ---- Stopped after epoch 1 of 2, then resumed: same final metrics, each epoch logged once.
+  loop.train_and_evaluate(tiny_config(store_root, model, **{"train.epochs": 1}),
                           tmp_path / "resumed")
   resumed = loop.train_and_evaluate(tiny_config(store_root, model), tmp_path / "resumed")
   np.testing.assert_allclose(_figures(resumed), _figures(full), rtol=1e-5)
-  log = (tmp_path / "resumed" / "metrics.jsonl").read_text().split()
-  assert [json.loads(line)["epoch"] for line in log] == [0, 1, 2]
-  assert resumed["epochs_run"] == 3 and resumed["epochs_this_run"] == 1
+  log = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(line)["epoch"] for line in log] == [0, 1]
+  assert resumed["epochs_run"] == 2 and resumed["epochs_this_run"] == 1
 
   # ---- One device trains to the same metrics as four.
   single = loop.train_and_evaluate(tiny_config(store_root, model, **{"mesh.data": 1}),
@@ -101,7 +100,7 @@ def test_family_contract(model, store_root, tmp_path):
 def test_unread_field_is_refused(model, field, store_root):
   config = configs.base_config()
   config.model.name = model
-  configs.set_field(config, field, "3")
+  configs.set_field(config, field, "5")
   with pytest.raises(ValueError, match=field.replace(".", r"\.")):
     family.resolve(config)
 

@@ -13,7 +13,8 @@ import pytest
 
 from netrec_jax import configs
 from netrec_jax.models import graph as graph_lib
-from netrec_jax.train import loop  # noqa: F401
+from netrec_jax.eval import evaluator
+from netrec_jax.train import family, loop
 from netrec_jax.train import graph as graph_train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,21 +157,15 @@ def store_root(tmp_path_factory):
 
 
 def _run_steps(config, n_epochs=2):
-  s = graph_train._setup(config)
-  step = graph_train.make_step(config, s)
-  from jax.sharding import NamedSharding, PartitionSpec as P
-  from netrec_jax.train import input_pipeline
-  tree = jax.device_put(s["init"](config.seed), NamedSharding(s["mesh"], P()))
-  edges = jax.device_put(s["host_edges"], graph_lib.edge_sharding(s["mesh"]))
-  keys = np.unique(s["train_users"] * s["store"].n_items + s["train_items"])
+  """n_epochs of the family's real batches and step, run by the loop's own epoch function."""
+  fam = family.family(config.model.name)
+  setup = fam.setup(family.resolve(config))
+  tree, step = fam.init(setup), fam.make_step(setup)
   losses = []
   for epoch in range(n_epochs):
-    for k, (batch, _) in enumerate(graph_train.epoch_batches(config, s, epoch, keys)):
-      batch = jax.device_put(batch, input_pipeline.batch_sharding(s["mesh"]))
-      tree, loss = step(tree, edges, batch, jax.random.PRNGKey(epoch * 100 + k))
-      jax.block_until_ready(loss)
-      losses.append(float(loss))
-  assert len(s["host_edges"]["user"][0]) % s["n_data"] == 0
+    tree, stats = loop.host_epoch(fam, setup, step, tree, epoch, jax.random.PRNGKey(0))
+    losses.append(stats["train_loss"])
+  assert len(setup.s["host_edges"]["user"][0]) % setup.s["n_data"] == 0
   return np.array(losses), jax.tree.map(np.asarray, tree["params"])
 
 
@@ -194,7 +189,7 @@ def test_checkpoint_restore_reproduces_metrics_and_resume_continues(store_root, 
   assert final["protocol"] == "random_90_10_seed0" and final["checkpoint"] == "best"
   assert final["test"]["rmse"] < 1.5
   restored = loop.load_recommender(tmp_path / "run", config)
-  again = restored.evaluate_splits()
+  again = evaluator.evaluate_run(restored)
   assert again["test"] == final["test"] and again["valid"] == final["valid"]
   assert restored.item_vectors().shape == (restored.store.n_items, 8)
   # Resume: two more epochs continue after the saved epoch instead of starting over.
@@ -203,8 +198,9 @@ def test_checkpoint_restore_reproduces_metrics_and_resume_continues(store_root, 
   loop.train_and_evaluate(more, tmp_path / "run")
   log = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
          if x]
-  assert [r["epoch"] for r in log] == [1, 3, 5, 7]
-  assert [r["step"] for r in log] == [2, 4, 6, 8]
+  assert [r["epoch"] for r in log] == list(range(8))  # each once, though resumed at 6
+  assert [r["step"] for r in log] == list(range(1, 9))
+  assert [r["epoch"] for r in log if "valid_rmse" in r] == [1, 3, 5, 7]
   # A checkpoint refuses a config whose graph shapes differ, naming the field.
   other = graph_config(store_root, "gcmc", **{"graph.gcmc_dense": 16})
   with pytest.raises(ValueError, match="graph.gcmc_dense: checkpoint 8, config 16"):
@@ -219,8 +215,7 @@ def test_checkpoint_restore_reproduces_metrics_and_resume_continues(store_root, 
 def test_bad_graph_configs_give_clear_errors(store_root, field, value, message):
   config = graph_config(store_root, "gcmc", **{field: value})
   with pytest.raises(ValueError, match=message):
-    s = graph_train._setup(config)
-    s["init"](0)
+    family.resolve(config)
 
 
 def test_launch_trains_and_restores_lightgcn(store_root, tmp_path):
@@ -237,7 +232,7 @@ def test_launch_trains_and_restores_lightgcn(store_root, tmp_path):
   assert run.returncode == 0, run.stderr[-3000:]
   assert "protocol loo" in run.stdout
   trained = json.loads((tmp_path / "train" / "final_metrics.json").read_text())
-  assert trained["ranking_protocol"] == "loo_full" and "recall@20" in trained["test"]
+  assert trained["test"]["ranking_protocol"] == "loo_full" and "recall@20" in trained["test"]
   assert trained["test"]["relevance"] == "every test rating"
   ev = subprocess.run(common + ["--mode=eval", f"--restore_from={tmp_path / 'train'}",
                                 f"--workdir={tmp_path / 'eval'}"], cwd=REPO,
@@ -248,8 +243,7 @@ def test_launch_trains_and_restores_lightgcn(store_root, tmp_path):
   assert evaluated["checkpoint_step"] == trained["checkpoint_step"]
 
   # Fold-in: a heavy user's held-out training movies rank above the other candidates' middle.
-  from netrec_jax.train import graph
-  recommender = graph.load_recommender(tmp_path / "train")
+  recommender = loop.load_recommender(tmp_path / "train")
   store, train = recommender.store, recommender.split.rows("train")
   users = np.take(store.user, train)
   ranks = []

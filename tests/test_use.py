@@ -16,8 +16,7 @@ from test_train import tiny_config
 
 from netrec_jax import use
 from netrec_jax.analysis import embeddings as emb
-from netrec_jax.train import autoencoder as rows_lib
-from netrec_jax.train import loop
+from netrec_jax.train import loop, pair
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -214,10 +213,10 @@ def test_gradient_fold_in_follows_the_given_stars(neumf):
 
 
 def test_autoencoder_new_user_uses_an_encoder_pass(tmp_path, store_root):
-  config = tiny_config(store_root, **{"model.name": "autorec",
-                                               "autoencoder.side": "user",
-                                               "autoencoder.autorec_hidden": 16,
-                                               "train.batch_size": 64, "train.epochs": 1,
+  config = tiny_config(store_root, **{"model.name": "autorec", "model.embed_dim": 64,
+                                      "autoencoder.side": "user",
+                                      "autoencoder.autorec_hidden": 16,
+                                      "train.batch_size": 64, "train.epochs": 1,
                                       "mesh.data": 1})
   loop.train_and_evaluate(config, tmp_path / "run")
   m = use.open_model(tmp_path / "run")

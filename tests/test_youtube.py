@@ -9,11 +9,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from netrec_jax.train import loop  # noqa: E402
 import pytest
 
 from netrec_jax import configs
+from netrec_jax.eval import evaluator
+from netrec_jax.train import family, loop
 from netrec_jax.models.youtube import full_softmax_loss, sampled_softmax_loss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +28,8 @@ def youtube_config(tmp_path, **youtube):
   config.split.kind = "random"
   config.model.name = "youtube_dnn"
   config.youtube.update({**dict(embed_dim=8, tower=(16,), out_dim=8, dropout=0.0,
-                                max_history=24, num_sampled=16, batch_size=256), **youtube})
+                                max_history=24, num_sampled=16), **youtube})
+  config.train.batch_size = 256
   config.optimizer.lr = 3e-3
   config.train.epochs = 2
   config.eda = False
@@ -94,7 +95,7 @@ def test_sampled_softmax_drops_accidental_hits():
 def test_the_target_is_never_in_its_own_history(tmp_path):
   from netrec_jax.train import youtube
   config = youtube_config(tmp_path)
-  s = youtube._setup(config)
+  s = youtube._setup(family.resolve(config))
   store, rows, hist = s["store"], s["rows"]["train"], s["hist"]
   width = int(np.median(hist.counts[hist.counts > 0]))  # some users fit, some do not
   config.youtube.max_history = width
@@ -117,7 +118,6 @@ def test_the_target_is_never_in_its_own_history(tmp_path):
 
 # ------------------------------------------------- sharding, checkpoints, resume, fold-in
 def test_sharded_training_equals_single_device_and_restores(tmp_path):
-  from netrec_jax.train import youtube
   results = {}
   for data_axis in (1, 4):
     config = youtube_config(tmp_path)
@@ -126,14 +126,13 @@ def test_sharded_training_equals_single_device_and_restores(tmp_path):
   for part in ("valid", "test"):
     assert results[1][part]["rmse"] == pytest.approx(results[4][part]["rmse"], abs=1e-5)
   assert results[4]["protocol"] == "random_90_10_seed0"
-  assert results[4]["test_ranking"]["protocol"] == "random_90_10_seed0_full_ranking"
+  assert results[4]["test"]["ranking_protocol"] == "random_90_10_seed0_full_ranking"
 
   # The restored best checkpoint reproduces the run's metrics.
   restored = loop.load_recommender(tmp_path / "run4", youtube_config(tmp_path))
-  again = restored.evaluate_splits()
+  again = evaluator.evaluate_run(restored)
   assert again["test"]["rmse"] == pytest.approx(results[4]["test"]["rmse"], abs=1e-6)
-  assert again["test_ranking"]["recall@10"] == pytest.approx(
-      results[4]["test_ranking"]["recall@10"], abs=1e-9)
+  assert again["test"]["recall@10"] == pytest.approx(results[4]["test"]["recall@10"], abs=1e-9)
 
   # Natural fold-in: a "new" user with an existing user's training ratings gets that user's
   # scores (same history mean, same activity features; synthetic users have no demographics).
@@ -159,7 +158,6 @@ def test_sharded_training_equals_single_device_and_restores(tmp_path):
 
 
 def test_bad_config_is_a_clear_error(tmp_path):
-  from netrec_jax.train import youtube
   config = youtube_config(tmp_path, history_weighting="log")
   with pytest.raises(ValueError, match="history_weighting"):
     loop.train_and_evaluate(config, tmp_path / "bad")
@@ -172,10 +170,12 @@ def _launch(*args):
 
 
 def test_launch_train_then_eval_round_trip(tmp_path):
-  common = ["--experiment=quickstart", f"--config.data.store_root={tmp_path / 'stores'}",
+  common = ["--experiment=youtube_dnn_ml100k", "--config.data.source=synthetic",
+            "--config.split.kind=random",
+            f"--config.data.store_root={tmp_path / 'stores'}",
             "--config.data.synthetic.n_users=200", "--config.data.synthetic.n_items=80",
             "--config.data.synthetic.n_ratings=6000", "--config.data.min_user_ratings=5",
-            "--config.model.name=youtube_dnn", "--config.youtube.tower=(16,)",
+            "--config.youtube.tower=(16,)",
             "--config.youtube.out_dim=8", "--config.youtube.embed_dim=8",
             "--config.train.batch_size=256", "--config.youtube.num_sampled=16",
             "--config.train.epochs=1", "--config.eda=False", "--config.compare.after_train=False"]

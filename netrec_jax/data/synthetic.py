@@ -100,7 +100,8 @@ def generate_truth(cfg: SyntheticConfig) -> SyntheticTruth:
   popularity = weights / weights.sum()
   log_pop = np.log(popularity)
   item_bias = (rng.normal(0, cfg.item_bias_std, n_items)
-               + cfg.popularity_bias * (log_pop - log_pop.mean()) / log_pop.std()).astype(np.float32)
+               + cfg.popularity_bias * (log_pop - log_pop.mean()) / log_pop.std()
+               ).astype(np.float32)
   user_bias = rng.normal(0, cfg.user_bias_std, n_users).astype(np.float32)
 
   max_per_user = n_items // 2

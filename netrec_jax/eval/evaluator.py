@@ -327,7 +327,8 @@ def evaluate_run(model: Recommender, eval_cfg: Any | None = None) -> dict[str, A
             "checkpoint": getattr(model, "which", None),
             "checkpoint_epoch": meta.get("epoch"), "checkpoint_step": meta.get("step"),
             "predictions": getattr(model, "prediction_note", ""),
-            "cold_rule": getattr(model, "cold_rule", "model-specific")}
+            "cold_rule": getattr(model, "cold_rule", "model-specific"),
+            **getattr(model, "facts", {})}
   ranking = wants_ranking(model, store, eval_cfg)
   ks = tuple(sorted(set(eval_cfg.ks) | set(getattr(model, "extra_ks", ()))))
   for part in ("valid", "test"):

@@ -80,9 +80,11 @@ def decoder_params(params) -> tuple[jax.Array, jax.Array]:
   return p["decoder_out"]["embedding"], p["decoder_out_bias"]["embedding"][:, 0]
 
 
-def masked_mse(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
-  """Mean squared error over observed entries only (mask 1), as AutoRec trains."""
-  return jnp.sum(mask * jnp.square(pred - target)) / jnp.maximum(mask.sum(), 1.0)
+def row_loss(pred: jax.Array, target: jax.Array, mask: jax.Array, row_weight: jax.Array
+             ) -> jax.Array:
+  """Squared error over observed entries only (mask 1), each row weighted: the training loss
+  of the autoencoders (netrec_jax/train/autoencoder.py sets the weights)."""
+  return jnp.sum(row_weight[:, None] * mask * jnp.square(pred - target))
 
 
 class SparseRows:

@@ -274,18 +274,20 @@ class GCMC(nn.Module):
     stack = self.accumulation == "stack"
 
     def to_users(e):
-      return item_w[e["level"] * n_items + e["item"]] * (e["weight"] * item_keep[e["item"]])[:, None]
+      scale = e["weight"] * item_keep[e["item"]]
+      return item_w[e["level"] * n_items + e["item"]] * scale[:, None]
 
     def to_items(e):
-      return user_w[e["level"] * n_users + e["user"]] * (_to_items(e) * user_keep[e["user"]])[:, None]
+      scale = _to_items(e) * user_keep[e["user"]]
+      return user_w[e["level"] * n_users + e["user"]] * scale[:, None]
 
     # Stack: level r's sum lands in slot r of the node (segment node * R + r), then concat.
-    hu = _edge_sum(edges, to_users,
-                   (lambda e: e["user"] * n_levels + e["level"]) if stack else (lambda e: e["user"]),
-                   n_users * n_levels if stack else n_users, width)
-    hi = _edge_sum(edges, to_items,
-                   (lambda e: e["item"] * n_levels + e["level"]) if stack else (lambda e: e["item"]),
-                   n_items * n_levels if stack else n_items, width)
+    user_slot = ((lambda e: e["user"] * n_levels + e["level"]) if stack
+                 else (lambda e: e["user"]))
+    item_slot = ((lambda e: e["item"] * n_levels + e["level"]) if stack
+                 else (lambda e: e["item"]))
+    hu = _edge_sum(edges, to_users, user_slot, n_users * n_levels if stack else n_users, width)
+    hi = _edge_sum(edges, to_items, item_slot, n_items * n_levels if stack else n_items, width)
     hu = nn.relu(hu.reshape(n_users, -1))
     hi = nn.relu(hi.reshape(n_items, -1))
     hu = self.drop(hu, deterministic=not train)

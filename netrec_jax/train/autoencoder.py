@@ -19,9 +19,9 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from netrec_jax.data import datasets
-from netrec_jax.models.autorec import SparseAutoencoder, SparseRows, decoder_params
+from netrec_jax.models.autorec import SparseAutoencoder, SparseRows, decoder_params, row_loss
 from netrec_jax.train import input_pipeline, optim, state as state_lib
-from netrec_jax.train.family import Family, Setup, SizedBatches
+from netrec_jax.train.family import Family, Setup, SizedBatches, check_one_of
 
 SIDES = ("item", "user")
 ACTIVATIONS = ("relu", "selu", "sigmoid")
@@ -247,11 +247,8 @@ class AutoencoderFamily(Family):
 
   def check(self, config) -> None:
     a = config.autoencoder
-    if a.side not in SIDES:
-      raise ValueError(f"autoencoder.side must be one of {SIDES}, got {a.side!r}")
-    if a.activation not in ACTIVATIONS:
-      raise ValueError(f"autoencoder.activation must be one of {ACTIVATIONS}, got "
-                       f"{a.activation!r}")
+    check_one_of(config, "autoencoder.side", SIDES)
+    check_one_of(config, "autoencoder.activation", ACTIVATIONS)
     for field in ("dropout", "input_dropout"):
       if not 0 <= a[field] < 1:
         raise ValueError(f"autoencoder.{field} must be in [0, 1), got {a[field]}")
@@ -306,7 +303,7 @@ class AutoencoderFamily(Family):
     def update(tree, index, value, mask, scale, key):
       def loss_fn(p):
         pred = model.apply(p, index, value, mask, index, train=True, rngs={"dropout": key})
-        return jnp.sum(scale[:, None] * mask * jnp.square(pred - value))
+        return row_loss(pred, value, mask, scale)
       loss, grads = jax.value_and_grad(loss_fn)(tree["params"])
       tree, norm = optim.apply_gradients(tree, grads, tx)
       return tree, loss, norm

@@ -43,7 +43,7 @@ from netrec_jax import configs
 from netrec_jax.data import datasets
 from netrec_jax.data.store import RatingStore, atomic_write_text
 from netrec_jax.eval import evaluator
-from netrec_jax.train.family import Family
+from netrec_jax.train.family import Family, check_one_of
 
 MODEL_FILE = "content_model.json"
 MODES = ("content", "hybrid")
@@ -379,11 +379,8 @@ class ContentFamily(Family):
 
   def check(self, config) -> None:
     cfg = config.content
-    if cfg.mode not in MODES:
-      raise ValueError(f"content.mode must be one of {MODES}, got {cfg.mode!r}")
-    if cfg.profile_weighting not in PROFILE_WEIGHTINGS:
-      raise ValueError(f"content.profile_weighting must be one of {PROFILE_WEIGHTINGS}, got "
-                       f"{cfg.profile_weighting!r}")
+    check_one_of(config, "content.mode", MODES)
+    check_one_of(config, "content.profile_weighting", PROFILE_WEIGHTINGS)
     if cfg.hybrid_shrinkage < 0 or cfg.user_mean_shrinkage < 0:
       raise ValueError("content.hybrid_shrinkage and content.user_mean_shrinkage must be >= 0")
     if min(cfg.title_weight, cfg.year_weight, cfg.genre_weight, cfg.tag_weight) < 0:
@@ -408,6 +405,8 @@ class ContentFamily(Family):
                        f"{recommender.store.fingerprint}")
     recommender.which, recommender.meta = "saved", {"epoch": 0, "step": 0}
     recommender.config = config
+    content = _content_of(recommender)
+    recommender.facts = {"vocabulary": content.vocab, "calibration": content.calibration}
     recommender.prediction_note = (f"calibrated stars, clipped to the rating range "
                                    f"{list(recommender.store.rating_range)}")
     return recommender

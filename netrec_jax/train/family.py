@@ -138,6 +138,14 @@ class Family:
     raise NotImplementedError
 
 
+def check_one_of(config, field: str, choices: tuple[str, ...]) -> None:
+  """A ValueError naming `field` when its value is not one of `choices`."""
+  section, _, leaf = field.partition(".")
+  value = config[section][leaf]
+  if value not in choices:
+    raise ValueError(f"{field} must be one of {choices}, got {value!r}")
+
+
 def family(model_name: str) -> Family:
   """The family that trains `model_name`."""
   if model_name not in FAMILIES:
@@ -150,6 +158,10 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   fam = family(config.model.name)
   check_fields(config)
   configs.fill_defaults(config, fam.defaults(config.model.name))
+  if fam.trains:
+    for field in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
+      if config.train[field] <= 0:
+        raise ValueError(f"train.{field} must be positive, got {config.train[field]}")
   fam.check(config)
   return config
 

@@ -281,9 +281,10 @@ def check_compatible(meta: dict[str, Any], config, fam: Family, fingerprint: str
         "(different data, filters or source files)")
   saved = configs.flatten(meta.get("config", {}))
   now = configs.flatten(config)
-  keys = ("model.name",) + fam.architecture_keys
-  problems = [f"{k}: checkpoint {saved[k]!r}, config {now.get(k)!r}" for k in keys
-              if k in saved and saved[k] != now.get(k)]
+  keys = ("model.name",) + fam.architecture_keys  # fields, or sections (every field in it)
+  problems = [f"{k}: checkpoint {saved[k]!r}, config {now.get(k)!r}" for k in sorted(saved)
+              if any(k == key or k.startswith(key + ".") for key in keys)
+              and saved[k] != now.get(k)]
   if problems:
     raise ckpt_lib.CheckpointError(f"{where}: checkpoint config is incompatible: "
                                    + "; ".join(problems))

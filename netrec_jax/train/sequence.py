@@ -1,7 +1,8 @@
 """Training sequence models (BERT4Rec) on each user's training ratings ordered by date.
 
 A user's sequence is their training items ordered by store.date, same-day ratings in the
-seeded random order the leave-last-out split uses (splits.time_order_keys). On the leave-last-out split (split.kind = loo) the
+seeded random order the leave-last-out split uses (splits.time_order_keys). On the
+leave-last-out split (split.kind = loo) the
 last item is test and the one before validation, so neither is ever in a training sequence;
 both are scored from the training sequence with [MASK] appended, which is what
 `SequenceRecommender.score_items` does, so the held-out items never leak into the input.
