@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from netrec_jax.eval import metrics
+from netrec_jax.eval import metrics, statistics
 
 
 def _ranking_case(rng, n_users=300, n_items=60, k_max=20):
@@ -81,3 +81,159 @@ def test_rating_errors_per_user_sum_to_rating_metrics():
     metrics.rating_errors_per_user(-users, pred, truth, (1, 5))
   with pytest.raises(ValueError, match="entries"):
     metrics.rating_errors_per_user(users[:10], pred, truth, (1, 5))
+
+
+# --------------------------------------------------------------------------- bootstrap
+def test_bootstrap_interval_covers_the_true_mean_at_the_nominal_rate():
+  rng = np.random.default_rng(6)
+  covered = 0
+  for rep in range(200):
+    values = rng.normal(0.3, 0.2, 200)
+    ci = statistics.paired_bootstrap({"m": values}, seed=rep)["m"]
+    assert ci["estimate"] == pytest.approx(values.mean())
+    assert ci["ci_low"] < ci["estimate"] < ci["ci_high"]
+    covered += ci["ci_low"] <= 0.3 <= ci["ci_high"]
+  assert 0.9 <= covered / 200 <= 0.99
+
+
+def test_bootstrap_replicates_are_resamples_of_users():
+  # Same seed, same draws: each replicate is the metric of users idx[r] (one block: small n).
+  rng = np.random.default_rng(7)
+  n, n_resamples = 50, 30
+  values = rng.random((n, 2))
+  sse, count = rng.random(n) * 10, rng.integers(1, 9, n).astype(np.float64)
+  idx = np.random.default_rng(11).integers(0, n, size=(n_resamples, n))
+  reps = statistics._bootstrap_replicates(values, None, "mean", n_resamples, 11)
+  np.testing.assert_allclose(reps, values[idx].mean(axis=1), rtol=1e-12)
+  reps = statistics._bootstrap_replicates(sse[:, None], count[:, None], "rmse", n_resamples, 11)
+  np.testing.assert_allclose(reps[:, 0], np.sqrt(sse[idx].sum(1) / count[idx].sum(1)), rtol=1e-12)
+
+
+def test_rmse_bootstrap_point_estimate_is_the_direct_rmse():
+  rng = np.random.default_rng(8)
+  users = rng.integers(0, 300, 6000)
+  truth = rng.integers(1, 6, 6000).astype(np.float64)
+  pred = truth + rng.normal(0, 1.0, 6000)
+  e = metrics.rating_errors_per_user(users, pred, truth, (1, 5))
+  direct = metrics.rating_metrics(pred, truth, (1, 5))
+  out = statistics.paired_bootstrap({"rmse": statistics.ratio_values(e["sse"], e["n"])}, "rmse")
+  mae = statistics.paired_bootstrap({"mae": statistics.ratio_values(e["sae"], e["n"])}, "mae")
+  assert out["rmse"]["estimate"] == pytest.approx(direct["rmse"], rel=1e-12)
+  assert mae["mae"]["estimate"] == pytest.approx(direct["mae"], rel=1e-12)
+  assert out["rmse"]["ci_low"] < direct["rmse"] < out["rmse"]["ci_high"]
+  assert out["rmse"]["ci_high"] - out["rmse"]["ci_low"] < 0.05
+
+
+def test_users_must_be_aligned():
+  rng = np.random.default_rng(9)
+  a, b = rng.random(100), rng.random(100)
+  with pytest.raises(ValueError, match="'good'.*'short'"):
+    statistics.paired_bootstrap({"good": a, "short": b[:99]})
+  ids = np.arange(100)
+  with pytest.raises(ValueError, match="models 'good' and 'other' are not on the same users"):
+    statistics.compare_models({"good": a, "other": b}, higher_is_better=True,
+                              users={"good": ids, "other": ids + 1})
+  # The same users in another order are aligned by id.
+  perm = rng.permutation(100)
+  shuffled = statistics.paired_bootstrap({"x": a, "y": b[perm]},
+                                         users={"x": ids, "y": ids[perm]})
+  plain = statistics.paired_bootstrap({"x": a, "y": b})
+  assert shuffled == plain
+  with pytest.raises(ValueError, match="NaN"):
+    statistics.paired_bootstrap({"x": np.where(a > 0.5, a, np.nan)})
+
+
+# --------------------------------------------------------------------------- tests, Holm
+def test_holm_by_hand():
+  # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> running max
+  # 0.02, 0.03, 0.06, 0.06; back in input order:
+  np.testing.assert_allclose(statistics.holm([0.01, 0.04, 0.03, 0.005]),
+                             [0.03, 0.06, 0.06, 0.02])
+  np.testing.assert_allclose(statistics.holm([0.5, 0.6]), [1.0, 1.0])  # 2 x 0.5, capped at 1
+  out = statistics.holm({"a": 0.02, "best": np.nan, "b": 0.04})  # NaN not counted: m = 2
+  assert out["a"] == pytest.approx(0.04) and out["b"] == pytest.approx(0.04)
+  assert math.isnan(out["best"])
+
+
+def _planted(rng, n=2000, shift=0.03):
+  a = rng.beta(2, 5, n)
+  return a, a + shift + rng.normal(0, 0.1, n), rng.beta(2, 5, n)
+
+
+def test_tests_find_a_planted_difference_and_not_a_null_one():
+  rng = np.random.default_rng(10)
+  a, better, same = _planted(rng)
+  assert statistics.permutation_test(a, better) < 0.01
+  assert statistics.wilcoxon_test(a, better) < 1e-6
+  assert statistics.permutation_test(a, same) > 0.05
+  assert statistics.wilcoxon_test(a, same) > 0.05
+  # RMSE: model b's squared errors are 10% larger on every user.
+  sse, n = rng.gamma(2.0, 1.0, 2000), rng.integers(1, 30, 2000).astype(np.float64)
+  worse = sse * 1.1 * rng.uniform(0.8, 1.2, 2000)
+  ra, rb = statistics.ratio_values(sse, n), statistics.ratio_values(worse, n)
+  assert statistics.permutation_test(ra, rb, "rmse") < 0.01
+  assert statistics.wilcoxon_test(ra, rb, "rmse") < 0.01
+  twin = statistics.ratio_values(sse * rng.uniform(0.8, 1.2, 2000), n)
+  assert statistics.permutation_test(ra, twin, "rmse") > 0.05
+
+
+def test_identical_models_are_tied():
+  rng = np.random.default_rng(12)
+  a, better, _ = _planted(rng)
+  assert statistics.wilcoxon_test(a, a.copy()) == 1.0  # all-zero differences: no crash
+  assert statistics.permutation_test(a, a.copy()) == 1.0
+  out = statistics.compare_models({"a": a, "a_again": a.copy(), "better": better},
+                                  higher_is_better=True, baseline="a")
+  assert out["better"]["is_best"] and out["better"]["tied_with_best"]
+  assert not out["a"]["tied_with_best"] and not out["a_again"]["tied_with_best"]
+  assert out["a_again"]["p_vs_baseline"] == 1.0 and out["a_again"]["tied_with_baseline"]
+  assert out["better"]["better_than_baseline"] and not out["a_again"]["better_than_baseline"]
+  assert out["a"]["estimate"] == out["a_again"]["estimate"]
+  assert out["a"]["ci_low"] == out["a_again"]["ci_low"]  # same resampled users
+  twins = statistics.compare_models({"x": a, "y": a.copy()}, higher_is_better=True,
+                                    test="wilcoxon")
+  assert twins["x"]["is_best"] and twins["y"]["tied_with_best"] and twins["y"]["p_vs_best"] == 1
+
+
+def test_compare_models_rows():
+  rng = np.random.default_rng(13)
+  a, better, same = _planted(rng)
+  table = {"a": a, "better": better, "same": same}
+  out = statistics.compare_models(table, higher_is_better=False)  # lower is better: "a"/"same"
+  best = [m for m, row in out.items() if row["is_best"]]
+  assert best in (["a"], ["same"]) and not out["better"]["tied_with_best"]
+  other = "same" if best == ["a"] else "a"
+  assert out[other]["tied_with_best"]
+  # One shared draw of sign flips: each p equals the single-pair test's, and Holm is over m - 1.
+  p = statistics.permutation_test(a if best == ["a"] else same, better)
+  assert out["better"]["p_vs_best"] == p
+  raw = {m: out[m]["p_vs_best"] for m in table}
+  assert {m: out[m]["p_vs_best_holm"] for m in table if m != best[0]} == pytest.approx(
+      {m: v for m, v in statistics.holm(raw).items() if m != best[0]})
+  row = out["better"]
+  assert row["diff_vs_best"] > 0 and 0 < row["diff_vs_best_ci_low"] < row["diff_vs_best_ci_high"]
+  assert row["ci_low"] < row["estimate"] < row["ci_high"] and row["n_users"] == a.size
+  assert math.isnan(out[best[0]]["p_vs_best"]) and out[best[0]]["diff_vs_best"] == 0
+  with pytest.raises(ValueError, match="baseline"):
+    statistics.compare_models(table, higher_is_better=True, baseline="nope")
+
+
+def test_metric_direction():
+  assert statistics.metric_higher_is_better("ndcg@10")
+  assert statistics.metric_higher_is_better("hit_rate@5")
+  assert statistics.metric_higher_is_better("mrr")
+  assert not statistics.metric_higher_is_better("rmse_warm")
+  with pytest.raises(ValueError):
+    statistics.metric_higher_is_better("popularity@10")
+
+
+# --------------------------------------------------------------------------- seeds
+def test_summarise_seeds():
+  runs = [{"model": "mf", "rmse": rmse, "n_users": 10} for rmse in (0.90, 0.92, 0.94)]
+  out = statistics.summarise_seeds(runs)
+  assert set(out) == {"rmse", "n_users"}
+  assert out["rmse"]["mean"] == pytest.approx(0.92) and out["rmse"]["std"] == pytest.approx(0.02)
+  assert out["rmse"]["min"] == 0.90 and out["rmse"]["max"] == 0.94 and out["rmse"]["n_runs"] == 3
+  assert math.isnan(statistics.summarise_seeds(runs[:1])["rmse"]["std"])
+  with pytest.raises(ValueError, match="'ndcg@10'.*\\[0\\]"):
+    statistics.summarise_seeds([{"rmse": 0.9}, {"rmse": 0.9, "ndcg@10": 0.1}])
