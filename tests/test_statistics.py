@@ -102,10 +102,12 @@ def test_bootstrap_replicates_are_resamples_of_users():
   n, n_resamples = 50, 30
   values = rng.random((n, 2))
   sse, count = rng.random(n) * 10, rng.integers(1, 9, n).astype(np.float64)
-  idx = np.random.default_rng(11).integers(0, n, size=(n_resamples, n))
-  reps = statistics._bootstrap_replicates(values, None, "mean", n_resamples, 11)
-  np.testing.assert_allclose(reps, values[idx].mean(axis=1), rtol=1e-12)
-  reps = statistics._bootstrap_replicates(sse[:, None], count[:, None], "rmse", n_resamples, 11)
+  idx = statistics._draw_rng(11, "bootstrap").integers(0, n, size=(n_resamples, n))
+  sums = statistics._resampled_sums(values, n_resamples, 11, "bootstrap")
+  np.testing.assert_allclose(sums / n, values[idx].mean(axis=1), rtol=1e-12)
+  met = statistics._metric({"m": statistics.ratio_values(sse, count)}, "rmse", None)
+  reps = met.replicates(statistics._resampled_sums(met.bootstrap_columns(), n_resamples, 11,
+                                                   "bootstrap"))
   np.testing.assert_allclose(reps[:, 0], np.sqrt(sse[idx].sum(1) / count[idx].sum(1)), rtol=1e-12)
 
 
@@ -216,6 +218,35 @@ def test_compare_models_rows():
   assert math.isnan(out[best[0]]["p_vs_best"]) and out[best[0]]["diff_vs_best"] == 0
   with pytest.raises(ValueError, match="baseline"):
     statistics.compare_models(table, higher_is_better=True, baseline="nope")
+
+
+def _assert_rows_equal(got, want):
+  assert got.keys() == want.keys()
+  for model in want:
+    assert got[model] == pytest.approx(want[model], rel=1e-12, nan_ok=True), model
+
+
+def test_compare_metrics_shares_draws_and_equals_compare_models(monkeypatch):
+  rng = np.random.default_rng(14)
+  a, better, same = _planted(rng, n=500)
+  sse, n = rng.gamma(2.0, 1.0, 400), rng.integers(1, 30, 400).astype(np.float64)
+  rmse = {"a": statistics.ratio_values(sse, n),
+          "better": statistics.ratio_values(sse * 0.9 * rng.uniform(0.8, 1.2, 400), n),
+          "same": statistics.ratio_values(sse * rng.uniform(0.8, 1.2, 400), n)}
+  table = {"ndcg@10": {"a": a, "better": better, "same": same},
+           "recall@10": {"a": same, "better": a, "same": better}, "rmse": rmse}
+  out = statistics.compare_metrics(table, baseline="a")
+  for metric, statistic in (("ndcg@10", "mean"), ("recall@10", "mean"), ("rmse", "rmse")):
+    one = statistics.compare_models(table[metric], higher_is_better=metric != "rmse",
+                                    statistic=statistic, baseline="a")
+    _assert_rows_equal(out[metric], one)
+  assert out["rmse"]["better"]["is_best"] and out["rmse"]["better"]["better_than_baseline"]
+  # Neither passes of few columns nor small blocks of draws change a number.
+  monkeypatch.setattr(statistics, "_COLUMN_CELLS", 1000)  # 2 columns a pass
+  monkeypatch.setattr(statistics, "_BLOCK_CELLS", 1000)
+  again = statistics.compare_metrics(table, baseline="a")
+  for metric in table:
+    _assert_rows_equal(again[metric], out[metric])
 
 
 def test_metric_direction():

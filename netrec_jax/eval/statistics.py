@@ -30,14 +30,21 @@ Intervals are percentile intervals of `n_resamples` bootstrap replicates. Tests 
   users equally rather than ratings: a second opinion, not the table's test.
 
 `holm` adjusts a family of p-values (Holm 1979: step-down Bonferroni, controls the
-family-wise error rate under any dependence). `compare_models` ties these together per metric.
+family-wise error rate under any dependence). `compare_models` ties these together for one
+metric, `compare_metrics` for a whole table, sharing the resamples across metrics.
+
+Random draws: one seed gives two independent numpy streams, bootstrap counts and sign flips;
+resample r depends only on (seed, n_users, r), so adding a model or a metric changes no other
+number.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,7 +53,9 @@ from scipy import stats
 
 STATISTICS = ("mean", "ratio", "mae", "rmse")
 TESTS = ("permutation", "wilcoxon")
-_CHUNK_CELLS = 1 << 22  # resamples x users per block: ~100 MB of temporaries at most
+# Memory-bound products [rows, n] @ [n, c]: the bigger both blocks, the fewer passes over memory.
+_BLOCK_CELLS = 1 << 24  # resamples x users drawn at once: a 128 MB float64 block
+_COLUMN_CELLS = 1 << 25  # users x value columns per pass (256 MB); beyond, draws are repeated
 
 
 def _transform(statistic: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -137,41 +146,170 @@ def _prepare(per_user: Mapping[str, npt.ArrayLike], statistic: str,
           np.column_stack([values[n][:, 1] for n in names]))
 
 
-def _point(num: np.ndarray, den: np.ndarray | None, statistic: str) -> np.ndarray:
-  """The metric of each column on all users."""
-  f = _transform(statistic)
-  if den is None:
-    return num.mean(axis=0)
-  return f(num.sum(axis=0) / den.sum(axis=0))
+# --------------------------------------------------------------------------- resampling
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+  """One BLAS thread for the block products [rows, n] @ [n, c], which are memory-bound.
+
+  On the shared 2-core box, OpenBLAS threads spinning against other processes made such a
+  product 10-50x slower than one thread (BUILD_NOTES). threadpoolctl comes with scikit-learn.
+  """
+  try:
+    from threadpoolctl import threadpool_limits
+  except ImportError:  # pragma: no cover
+    yield
+    return
+  with threadpool_limits(1, user_api="blas"):
+    yield
 
 
-# --------------------------------------------------------------------------- bootstrap
-def _bootstrap_replicates(num: np.ndarray, den: np.ndarray | None, statistic: str,
-                          n_resamples: int, seed: int) -> np.ndarray:
-  """[n_resamples, n_models] metric of each resample of users (one draw shared by all models).
+_STREAMS = {"bootstrap": 0, "flip": 1}
 
-  Each resample is a row of multinomial counts (bincount of n uniform user indices), and its
-  sums for every column are one matrix product counts @ values. The draws depend only on the
-  seed and n_users, so adding a model leaves the others' intervals unchanged.
+
+def _draw_rng(seed: int, kind: str) -> np.random.Generator:
+  """The numpy Generator of one kind of draw (independent streams of one seed)."""
+  return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAMS[kind],)))
+
+
+def _resampled_sums(columns: np.ndarray, n_resamples: int, seed: int, kind: str) -> np.ndarray:
+  """[n_resamples, c] = draws @ columns, a block of draws at a time.
+
+  kind "bootstrap": a draw is multinomial counts per user (bincount of n uniform user indices);
+  kind "flip": a 0/1 swap indicator per user (bits of random bytes). Draws are made one row at
+  a time from `_draw_rng(seed, kind)`, so row r depends only on (seed, n, r).
   """
   if int(n_resamples) != n_resamples or n_resamples < 1:
-    raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    raise ValueError(f"the number of resamples must be a positive integer, got {n_resamples!r}")
   n_resamples = int(n_resamples)
-  rng = np.random.default_rng(seed)
-  n, m = num.shape
-  columns = num if den is None else np.hstack([num, den])
-  sums = np.empty((n_resamples, columns.shape[1]), dtype=np.float64)
-  rows = max(1, _CHUNK_CELLS // n)
-  offsets = np.arange(rows, dtype=np.int64)[:, None] * n
-  for lo in range(0, n_resamples, rows):
-    r = min(rows, n_resamples - lo)
-    idx = rng.integers(0, n, size=(r, n))
-    idx += offsets[:r]
-    counts = np.bincount(idx.ravel(), minlength=r * n).reshape(r, n)
-    sums[lo:lo + r] = counts.astype(np.float64) @ columns
-  if den is None:
-    return sums / n
-  return _transform(statistic)(sums[:, :m] / sums[:, m:])
+  n, c = columns.shape
+  rng = _draw_rng(seed, kind)
+  rows = max(1, min(n_resamples, _BLOCK_CELLS // n))
+  block = np.empty((rows, n), dtype=np.float64)
+  out = np.empty((n_resamples, c), dtype=np.float64)
+  n_bytes = (n + 7) // 8
+  with _one_blas_thread():
+    for lo in range(0, n_resamples, rows):
+      r = min(rows, n_resamples - lo)
+      for i in range(r):
+        # Named temporaries, alive until the next row's replace them: written as one nested
+        # expression, the same loop ran 3x slower at 480k users (allocator behaviour).
+        if kind == "bootstrap":
+          draws = rng.integers(0, n, size=n)
+          row = np.bincount(draws, minlength=n)
+        else:
+          draws = rng.bytes(n_bytes)
+          row = np.unpackbits(np.frombuffer(draws, dtype=np.uint8), count=n)
+        block[i] = row
+      out[lo:lo + r] = block[:r] @ columns
+  return out
+
+
+def _batched_sums(parts: Sequence[tuple[int, Callable[[], np.ndarray]]], n_users: int,
+                  n_resamples: int, seed: int, kind: str) -> list[np.ndarray]:
+  """`_resampled_sums` of several column sets on the same users, in passes of bounded memory.
+
+  Each part is (its column count, a function building its [n, c] columns), built only when its
+  pass runs, so memory holds one pass's columns; every pass draws the same resamples.
+  """
+  out: list[np.ndarray] = []
+  limit = max(1, _COLUMN_CELLS // n_users)
+  start = 0
+  while start < len(parts):
+    stop, width = start + 1, parts[start][0]
+    while stop < len(parts) and width + parts[stop][0] <= limit:
+      width += parts[stop][0]
+      stop += 1
+    sums = _resampled_sums(np.hstack([build() for _, build in parts[start:stop]]), n_resamples,
+                           seed, kind)
+    at = 0
+    for c, _ in parts[start:stop]:
+      out.append(sums[:, at:at + c])
+      at += c
+    start = stop
+  return out
+
+
+# --------------------------------------------------------------------------- one metric
+@dataclass
+class _Metric:
+  """One metric's aligned per-user values and point estimates."""
+  models: list[str]
+  num: np.ndarray  # [n_users, n_models]
+  den: np.ndarray | None  # [n_users, n_models]; None for "mean"
+  statistic: str
+
+  @property
+  def n_users(self) -> int:
+    return self.num.shape[0]
+
+  def estimates(self) -> np.ndarray:
+    f = _transform(self.statistic)
+    if self.den is None:
+      return self.num.mean(axis=0)
+    return f(self.num.sum(axis=0) / self.den.sum(axis=0))
+
+  @property
+  def width(self) -> int:
+    """Columns per model (or pair): 1 for "mean", numerator and denominator for ratios."""
+    return 1 if self.den is None else 2
+
+  def bootstrap_columns(self) -> np.ndarray:
+    return self.num if self.den is None else np.hstack([self.num, self.den])
+
+  def replicates(self, sums: np.ndarray) -> np.ndarray:
+    """[n_resamples, n_models] metric of each resample, from its `bootstrap_columns` sums."""
+    m = self.num.shape[1]
+    if self.den is None:
+      return sums / self.n_users
+    return _transform(self.statistic)(sums[:, :m] / sums[:, m:])
+
+  def flip_columns(self, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Per pair (a, b): b - a per user, numerators then (ratio statistics) denominators."""
+    a, b = _pair_index(pairs)
+    cols = self.num[:, b] - self.num[:, a]
+    return cols if self.den is None else np.hstack([cols, self.den[:, b] - self.den[:, a]])
+
+  def flip_pvalues(self, pairs: Sequence[tuple[int, int]], sums: np.ndarray) -> np.ndarray:
+    """Two-sided sign-flip p-value of metric(a) - metric(b) per pair, from `flip_columns` sums.
+
+    Swapping user u's values of a and b gives sum_a + (b - a)_u to a and sum_b - (b - a)_u to
+    b, for numerators and denominators alike: a flip of a set of users adds draws @ (b - a).
+    """
+    f = _transform(self.statistic)
+    a, b = _pair_index(pairs)
+    k = a.size
+    dens = np.ones_like(self.num) if self.den is None else self.den
+    na, nb = self.num[:, a].sum(axis=0), self.num[:, b].sum(axis=0)
+    da, db = dens[:, a].sum(axis=0), dens[:, b].sum(axis=0)
+    s_num = sums[:, :k]
+    s_den = 0.0 if self.den is None else sums[:, k:]
+    t = f((na + s_num) / (da + s_den)) - f((nb - s_num) / (db - s_den))
+    fa, fb = f(na / da), f(nb / db)
+    # Flips giving the observed |T| in exact arithmetic must count; rounding must not hide them.
+    tol = 1e-9 * (np.abs(fa) + np.abs(fb)) + 1e-300
+    extreme = np.count_nonzero(np.abs(t) >= np.abs(fa - fb) - tol, axis=0)
+    return (1.0 + extreme) / (1.0 + sums.shape[0])
+
+  def wilcoxon_pvalues(self, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    per_user = self.num if self.den is None else self.num / self.den
+    return np.array([_wilcoxon(per_user[:, i] - per_user[:, j]) for i, j in pairs])
+
+
+def _pair_index(pairs: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+  return (np.array([p[0] for p in pairs], dtype=np.int64),
+          np.array([p[1] for p in pairs], dtype=np.int64))
+
+
+def _wilcoxon(d: np.ndarray) -> float:
+  if not np.any(d):
+    return 1.0  # scipy raises on all-zero differences; identical values are no evidence
+  return float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def _metric(per_user: Mapping[str, npt.ArrayLike], statistic: str,
+            users: Mapping[str, npt.ArrayLike] | None) -> _Metric:
+  names, num, den = _prepare(per_user, statistic, users)
+  return _Metric(names, num, den, statistic)
 
 
 def _interval(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -181,73 +319,25 @@ def _interval(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np
   return lo, hi
 
 
+# --------------------------------------------------------------------------- public tests
 def paired_bootstrap(per_user: Mapping[str, npt.ArrayLike], statistic: str = "mean",
                      n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95, *,
                      users: Mapping[str, npt.ArrayLike] | None = None
                      ) -> dict[str, dict[str, float]]:
   """Per model: `estimate` (on all users), percentile `ci_low`/`ci_high`, bootstrap `std_error`.
 
-  Users are resampled with replacement, the same users for every model (one seeded numpy
-  Generator). `users` (model -> ids) aligns models by id and raises if their users differ;
-  without it the rows must already be the same users in the same order.
+  Users are resampled with replacement, the same users for every model. `users` (model -> ids)
+  aligns models by id and raises if their users differ; without it the rows must already be
+  the same users in the same order.
   """
-  names, num, den = _prepare(per_user, statistic, users)
-  reps = _bootstrap_replicates(num, den, statistic, n_resamples, seed)
+  _interval(np.zeros((1, 1)), confidence)  # check before the work
+  met = _metric(per_user, statistic, users)
+  reps = met.replicates(_resampled_sums(met.bootstrap_columns(), n_resamples, seed, "bootstrap"))
   lo, hi = _interval(reps, confidence)
-  est = _point(num, den, statistic)
-  se = reps.std(axis=0, ddof=1) if reps.shape[0] > 1 else np.full(len(names), np.nan)
+  est = met.estimates()
+  se = reps.std(axis=0, ddof=1) if reps.shape[0] > 1 else np.full(len(met.models), np.nan)
   return {name: {"estimate": float(est[j]), "ci_low": float(lo[j]), "ci_high": float(hi[j]),
-                 "std_error": float(se[j])} for j, name in enumerate(names)}
-
-
-# --------------------------------------------------------------------------- paired tests
-def _sign_flip_pvalues(num: np.ndarray, den: np.ndarray | None, statistic: str,
-                       pairs: Sequence[tuple[int, int]], n_resamples: int,
-                       seed: int) -> np.ndarray:
-  """Two-sided sign-flip p-value of metric(a) - metric(b) for each column pair (a, b).
-
-  A flip gives user u's value of b to a and a's to b: with bits [R, n], the flipped sums are
-  sum_a + bits @ (b - a) and sum_b - bits @ (b - a), for numerators and denominators alike.
-  All pairs share one draw of bits (seeded), so each p equals a single-pair call's.
-  """
-  if int(n_resamples) != n_resamples or n_resamples < 1:
-    raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
-  n_resamples = int(n_resamples)
-  f = _transform(statistic)
-  a = np.array([p[0] for p in pairs], dtype=np.int64)
-  b = np.array([p[1] for p in pairs], dtype=np.int64)
-  n, k = num.shape[0], a.size
-  dens = np.ones_like(num) if den is None else den
-  na, nb = num[:, a].sum(axis=0), num[:, b].sum(axis=0)
-  da, db = dens[:, a].sum(axis=0), dens[:, b].sum(axis=0)
-  columns = num[:, b] - num[:, a]
-  if den is not None:
-    columns = np.hstack([columns, den[:, b] - den[:, a]])
-  fa, fb = f(na / da), f(nb / db)
-  observed = np.abs(fa - fb)
-  # Flips that give the observed |T| in exact arithmetic must count; rounding must not hide them.
-  tol = 1e-9 * (np.abs(fa) + np.abs(fb)) + 1e-300
-  extreme = np.zeros(k, dtype=np.int64)
-  rng = np.random.default_rng(seed)
-  n_bytes = (n + 7) // 8
-  rows = max(1, _CHUNK_CELLS // n)
-  for lo in range(0, n_resamples, rows):
-    r = min(rows, n_resamples - lo)
-    raw = np.frombuffer(rng.bytes(r * n_bytes), dtype=np.uint8).reshape(r, n_bytes)
-    bits = np.unpackbits(raw, axis=1, count=n).astype(np.float64)
-    s = bits @ columns
-    if den is None:
-      t = f((na + s) / da) - f((nb - s) / db)
-    else:
-      t = f((na + s[:, :k]) / (da + s[:, k:])) - f((nb - s[:, :k]) / (db - s[:, k:]))
-    extreme += np.count_nonzero(np.abs(t) >= observed - tol, axis=0)
-  return (1.0 + extreme) / (1.0 + n_resamples)
-
-
-def _pair(a: npt.ArrayLike, b: npt.ArrayLike, statistic: str
-          ) -> tuple[np.ndarray, np.ndarray | None]:
-  _, num, den = _prepare({"a": a, "b": b}, statistic, None)
-  return num, den
+                 "std_error": float(se[j])} for j, name in enumerate(met.models)}
 
 
 def permutation_test(a: npt.ArrayLike, b: npt.ArrayLike, statistic: str = "mean",
@@ -256,8 +346,9 @@ def permutation_test(a: npt.ArrayLike, b: npt.ArrayLike, statistic: str = "mean"
 
   The p-value's resolution is 1 / (n_resamples + 1); it is never 0.
   """
-  num, den = _pair(a, b, statistic)
-  return float(_sign_flip_pvalues(num, den, statistic, [(0, 1)], n_resamples, seed)[0])
+  met = _metric({"a": a, "b": b}, statistic, None)
+  sums = _resampled_sums(met.flip_columns([(0, 1)]), n_resamples, seed, "flip")
+  return float(met.flip_pvalues([(0, 1)], sums)[0])
 
 
 def wilcoxon_test(a: npt.ArrayLike, b: npt.ArrayLike, statistic: str = "mean") -> float:
@@ -265,12 +356,7 @@ def wilcoxon_test(a: npt.ArrayLike, b: npt.ArrayLike, statistic: str = "mean") -
 
   For ratio statistics the per-user values are num / den (per-user MSE or MAE).
   """
-  num, den = _pair(a, b, statistic)
-  per_user = num if den is None else num / den
-  d = per_user[:, 0] - per_user[:, 1]
-  if not np.any(d):
-    return 1.0  # scipy raises on all-zero differences; identical values are no evidence
-  return float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+  return float(_metric({"a": a, "b": b}, statistic, None).wilcoxon_pvalues([(0, 1)])[0])
 
 
 def holm(p_values: Mapping[str, float] | Sequence[float] | np.ndarray
@@ -297,7 +383,7 @@ def holm(p_values: Mapping[str, float] | Sequence[float] | np.ndarray
   return out
 
 
-# --------------------------------------------------------------------------- comparison table
+# --------------------------------------------------------------------------- comparison tables
 _LOWER_IS_BETTER = ("rmse", "mae", "mse")
 _HIGHER_IS_BETTER = ("precision", "recall", "ndcg", "hit_rate", "hr", "mrr", "coverage", "map",
                      "auc")
@@ -311,6 +397,108 @@ def metric_higher_is_better(metric: str) -> bool:
   if base.startswith(_HIGHER_IS_BETTER):
     return True
   raise ValueError(f"no known direction for metric {metric!r}: pass it explicitly")
+
+
+def _default_statistic(metric: str) -> str:
+  base = metric.lower()
+  return "rmse" if base.startswith("rmse") else "mae" if base.startswith("mae") else "mean"
+
+
+def compare_metrics(per_user: Mapping[str, Mapping[str, npt.ArrayLike]], *,
+                    higher_is_better: Mapping[str, bool] | None = None,
+                    statistic: Mapping[str, str] | None = None,
+                    users: Mapping[str, Mapping[str, npt.ArrayLike]] | None = None,
+                    baseline: str | None = None, test: str = "permutation",
+                    alpha: float = 0.05, n_resamples: int = 1000, n_permutations: int = 1000,
+                    confidence: float = 0.95, seed: int = 0
+                    ) -> dict[str, dict[str, dict[str, Any]]]:
+  """`compare_models` for every metric of a table: {metric: {model: row}}.
+
+  `per_user` is {metric: {model: values}}; `higher_is_better`, `statistic` and `users` are
+  per metric, defaulting to `metric_higher_is_better(name)`, "rmse"/"mae" for names starting
+  so and "mean" otherwise, and no alignment. Metrics on the same number of users share their
+  bootstrap and sign-flip draws (drawing dominates the cost); each metric's rows equal a
+  `compare_models` call with the same seed.
+  """
+  if test not in TESTS:
+    raise ValueError(f"test must be one of {TESTS}, got {test!r}")
+  if not 0 < alpha < 1:
+    raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+  _interval(np.zeros((1, 1)), confidence)
+  if not per_user:
+    raise ValueError("no metrics given")
+  higher_is_better = dict(higher_is_better or {})
+  statistic = dict(statistic or {})
+  users = dict(users or {})
+
+  prepared: dict[str, dict[str, Any]] = {}
+  for name, table in per_user.items():
+    met = _metric(table, statistic.get(name) or _default_statistic(name), users.get(name))
+    higher = (higher_is_better[name] if name in higher_is_better
+              else metric_higher_is_better(name))
+    if baseline is not None and baseline not in met.models:
+      raise ValueError(f"baseline {baseline!r} is not among the models {met.models} of {name!r}")
+    est = met.estimates()
+    best = int(np.argmax(est) if higher else np.argmin(est))
+    refs = [best] if baseline is None else [best, met.models.index(baseline)]
+    pairs = [(ref, j) for ref in refs for j in range(len(met.models)) if j != ref]
+    prepared[name] = {"met": met, "higher": higher, "est": est, "best": best, "refs": refs,
+                      "pairs": pairs}
+
+  # Draws: one pass (or a few, by column count) per distinct number of users.
+  for n in sorted({p["met"].n_users for p in prepared.values()}):
+    group = [p for p in prepared.values() if p["met"].n_users == n]
+    boot = _batched_sums([(p["met"].width * len(p["met"].models), p["met"].bootstrap_columns)
+                          for p in group], n, n_resamples, seed, "bootstrap")
+    for p, sums in zip(group, boot):
+      p["reps"] = p["met"].replicates(sums)
+    if test == "permutation":
+      with_pairs = [p for p in group if p["pairs"]]
+      flips = _batched_sums([(p["met"].width * len(p["pairs"]),
+                              lambda p=p: p["met"].flip_columns(p["pairs"])) for p in with_pairs],
+                            n, n_permutations, seed, "flip")
+      for p, sums in zip(with_pairs, flips):
+        p["p"] = p["met"].flip_pvalues(p["pairs"], sums)
+    for p in group:
+      if test == "wilcoxon" and p["pairs"]:
+        p["p"] = p["met"].wilcoxon_pvalues(p["pairs"])
+
+  return {name: _rows(p, baseline, alpha, confidence) for name, p in prepared.items()}
+
+
+def _rows(p: dict[str, Any], baseline: str | None, alpha: float,
+          confidence: float) -> dict[str, dict[str, Any]]:
+  """The per-model rows of one prepared and resampled metric."""
+  met, est, reps, best, higher = p["met"], p["est"], p["reps"], p["best"], p["higher"]
+  m = len(met.models)
+  lo, hi = _interval(reps, confidence)
+  diff_lo, diff_hi = _interval(reps - reps[:, [best]], confidence)
+  raw = {ref: np.full(m, np.nan) for ref in p["refs"]}
+  for (ref, j), value in zip(p["pairs"], p.get("p", [])):
+    raw[ref][j] = value
+  adjusted = {ref: holm(values) for ref, values in raw.items()}  # one family per reference
+  rows: dict[str, dict[str, Any]] = {}
+  for j, name in enumerate(met.models):
+    row: dict[str, Any] = {
+        "estimate": float(est[j]), "ci_low": float(lo[j]), "ci_high": float(hi[j]),
+        "n_users": met.n_users, "is_best": j == best,
+        "diff_vs_best": float(est[j] - est[best]),
+        "diff_vs_best_ci_low": float(diff_lo[j]), "diff_vs_best_ci_high": float(diff_hi[j]),
+        "p_vs_best": float(raw[best][j]), "p_vs_best_holm": float(adjusted[best][j]),
+        "tied_with_best": bool(j == best or adjusted[best][j] >= alpha),
+    }
+    if baseline is not None:
+      base = met.models.index(baseline)
+      diff = float(est[j] - est[base])
+      significant = bool(j != base and adjusted[base][j] < alpha)
+      row.update({
+          "diff_vs_baseline": diff, "p_vs_baseline": float(raw[base][j]),
+          "p_vs_baseline_holm": float(adjusted[base][j]),
+          "tied_with_baseline": not significant,
+          "better_than_baseline": significant and diff != 0 and (diff > 0) == higher,
+      })
+    rows[name] = row
+  return rows
 
 
 def compare_models(per_user: Mapping[str, npt.ArrayLike], *, higher_is_better: bool,
@@ -332,63 +520,12 @@ def compare_models(per_user: Mapping[str, npt.ArrayLike], *, higher_is_better: b
   p_vs_baseline, p_vs_baseline_holm, tied_with_baseline and better_than_baseline (significant
   after Holm and better). A model's p against itself is NaN, and it is tied with itself.
   """
-  if test not in TESTS:
-    raise ValueError(f"test must be one of {TESTS}, got {test!r}")
-  if not 0 < alpha < 1:
-    raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-  names, num, den = _prepare(per_user, statistic, users)
-  if baseline is not None and baseline not in names:
-    raise ValueError(f"baseline {baseline!r} is not among the models {names}")
-  est = _point(num, den, statistic)
-  reps = _bootstrap_replicates(num, den, statistic, n_resamples, seed)
-  lo, hi = _interval(reps, confidence)
-  best = int(np.argmax(est) if higher_is_better else np.argmin(est))
-  diff_lo, diff_hi = _interval(reps - reps[:, [best]], confidence)
-
-  def p_against(ref: int) -> np.ndarray:
-    """Raw and Holm p-values of every model against column `ref` (NaN at ref)."""
-    others = [j for j in range(len(names)) if j != ref]
-    raw = np.full(len(names), np.nan)
-    if not others:
-      return raw
-    if test == "permutation":
-      raw[others] = _sign_flip_pvalues(num, den, statistic, [(ref, j) for j in others],
-                                       n_permutations, seed)
-    else:
-      for j in others:
-        cols = [ref, j]
-        pair = num[:, cols] if den is None else np.stack([num[:, cols], den[:, cols]], axis=-1)
-        raw[j] = wilcoxon_test(pair[:, 0], pair[:, 1], statistic)
-    return raw
-
-  p_best = p_against(best)
-  p_best_holm = holm(p_best)
-  if baseline is not None:
-    base = names.index(baseline)
-    p_base = p_against(base)
-    p_base_holm = holm(p_base)
-  rows: dict[str, dict[str, Any]] = {}
-  for j, name in enumerate(names):
-    row: dict[str, Any] = {
-        "estimate": float(est[j]), "ci_low": float(lo[j]), "ci_high": float(hi[j]),
-        "n_users": int(num.shape[0]), "is_best": j == best,
-        "diff_vs_best": float(est[j] - est[best]),
-        "diff_vs_best_ci_low": float(diff_lo[j]), "diff_vs_best_ci_high": float(diff_hi[j]),
-        "p_vs_best": float(p_best[j]), "p_vs_best_holm": float(p_best_holm[j]),
-        "tied_with_best": bool(j == best or p_best_holm[j] >= alpha),
-    }
-    if baseline is not None:
-      diff = float(est[j] - est[base])
-      significant = j != base and p_base_holm[j] < alpha
-      row.update({
-          "diff_vs_baseline": diff, "p_vs_baseline": float(p_base[j]),
-          "p_vs_baseline_holm": float(p_base_holm[j]),
-          "tied_with_baseline": not significant,
-          "better_than_baseline": bool(significant and (diff > 0) == higher_is_better
-                                       and diff != 0),
-      })
-    rows[name] = row
-  return rows
+  key = "metric"
+  return compare_metrics({key: per_user}, higher_is_better={key: higher_is_better},
+                         statistic={key: statistic},
+                         users=None if users is None else {key: users}, baseline=baseline,
+                         test=test, alpha=alpha, n_resamples=n_resamples,
+                         n_permutations=n_permutations, confidence=confidence, seed=seed)[key]
 
 
 # --------------------------------------------------------------------------- seeds
