@@ -3,11 +3,13 @@
 Every function is vectorised over users (no Python loop per user) and every result says what
 it was computed on, so that numbers from different runs can be compared honestly:
 
-* `rating_metrics`: RMSE and MAE of predictions clipped to the rating range (`"clipped": True`).
+* `rating_metrics`: RMSE and MAE of predictions clipped to the rating range (`"clipped": True`);
+  `rating_errors_per_user`: the same errors summed per user, to resample users (statistics.py).
 * `ranking_metrics` / `RankingAccumulator`: precision, recall (two denominators), NDCG, hit
   rate and MRR of top-K lists against held-out relevant items, averaged over the users that
   have at least one relevant item. The accumulator takes users in batches and gives the same
-  means as one call on all users.
+  means as one call on all users. With `per_user=True` it also keeps each user's values, whose
+  mean is the aggregate, for paired bootstrap intervals and tests (`statistics.py`).
 * `catalog_coverage`, `popularity_bias`: what gets recommended, regardless of relevance.
 * `sampled_rank_metrics`: HR@K and NDCG@K of the leave-one-out protocol with sampled negatives
   (NCF's `loo_99neg`), ties counted against the positive.
@@ -32,6 +34,24 @@ PAD = -1  # an empty slot in a top-K list
 
 
 # --------------------------------------------------------------------------- rating metrics
+def _clipped_errors(pred: npt.ArrayLike, truth: npt.ArrayLike, rating_range: tuple[float, float],
+                    caller: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+  """Flat float64 predictions, clipped errors and the range, after the shared input checks."""
+  p = np.asarray(pred, dtype=np.float64)
+  t = np.asarray(truth, dtype=np.float64)
+  if p.shape != t.shape:
+    raise ValueError(f"pred and truth shapes differ: {p.shape} vs {t.shape}")
+  if p.size == 0:
+    raise ValueError(f"{caller} needs at least one rating")
+  lo, hi = (float(v) for v in rating_range)
+  if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+    raise ValueError(f"rating_range must be finite (low, high) with low < high, got {rating_range}")
+  if np.isnan(p).any() or np.isnan(t).any():
+    raise ValueError("pred and truth must not contain NaN")
+  p, t = p.ravel(), t.ravel()
+  return p, np.clip(p, lo, hi) - t, (lo, hi)
+
+
 def rating_metrics(pred: npt.ArrayLike, truth: npt.ArrayLike,
                    rating_range: tuple[float, float]) -> dict[str, Any]:
   """RMSE and MAE with predictions clipped to `rating_range` (the usual Netflix Prize rule).
@@ -39,19 +59,7 @@ def rating_metrics(pred: npt.ArrayLike, truth: npt.ArrayLike,
   Clipping can only lower the error of a prediction outside the range, so it is always done
   and the result says so (`clipped`, `n_clipped`), to keep clipped and raw numbers apart.
   """
-  p = np.asarray(pred, dtype=np.float64)
-  t = np.asarray(truth, dtype=np.float64)
-  if p.shape != t.shape:
-    raise ValueError(f"pred and truth shapes differ: {p.shape} vs {t.shape}")
-  if p.size == 0:
-    raise ValueError("rating_metrics needs at least one rating")
-  lo, hi = (float(v) for v in rating_range)
-  if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-    raise ValueError(f"rating_range must be finite (low, high) with low < high, got {rating_range}")
-  if np.isnan(p).any() or np.isnan(t).any():
-    raise ValueError("pred and truth must not contain NaN")
-  p, t = p.ravel(), t.ravel()
-  err = np.clip(p, lo, hi) - t
+  p, err, (lo, hi) = _clipped_errors(pred, truth, rating_range, "rating_metrics")
   return {
       "rmse": float(np.sqrt(np.mean(err * err))),
       "mae": float(np.mean(np.abs(err))),
@@ -59,6 +67,36 @@ def rating_metrics(pred: npt.ArrayLike, truth: npt.ArrayLike,
       "clipped": True,
       "rating_range": (lo, hi),
       "n_clipped": int(np.count_nonzero((p < lo) | (p > hi))),
+  }
+
+
+def rating_errors_per_user(users: npt.ArrayLike, pred: npt.ArrayLike, truth: npt.ArrayLike,
+                           rating_range: tuple[float, float]) -> dict[str, np.ndarray]:
+  """Per-user sums of squared and absolute clipped error and rating counts.
+
+  RMSE and MAE weigh ratings, not users, so a bootstrap over users must resample these sums:
+  the RMSE of a resample is sqrt(sum sse / sum n) over its users. Same clipping and checks as
+  `rating_metrics`; sqrt(sse.sum() / n.sum()) equals its RMSE. `users` are non-negative int ids,
+  one per rating; the result holds the users with at least one rating, in ascending id order:
+  `users` int64, `sse`, `sae` float64, `n` int64.
+  """
+  _, err, _ = _clipped_errors(pred, truth, rating_range, "rating_errors_per_user")
+  u = np.asarray(users)
+  if u.size != err.size:
+    raise ValueError(f"users has {u.size} entries but pred has {err.size}")
+  if not np.issubdtype(u.dtype, np.integer):
+    raise TypeError(f"users must hold integer ids, got dtype {u.dtype}")
+  u = u.ravel().astype(np.int64, copy=False)
+  if u.min() < 0:
+    raise ValueError("users must be non-negative ids")
+  # bincount over dense ids is O(n_ratings), unlike np.unique's sort (100M ratings at Netflix).
+  n = np.bincount(u)
+  ids = np.flatnonzero(n)
+  return {
+      "users": ids.astype(np.int64),
+      "sse": np.bincount(u, weights=err * err)[ids],
+      "sae": np.bincount(u, weights=np.abs(err))[ids],
+      "n": n[ids].astype(np.int64),
   }
 
 
@@ -215,10 +253,15 @@ class RankingAccumulator:
   With `coverage=True`, coverage@K is the share of the catalog listed in any row's first K
   slots; with `item_popularity`, popularity@K and popularity_percentile@K are means over all
   listed slots (see `popularity_bias`). Both count every row, users without relevant items too.
+
+  With `per_user=True` the accumulator also keeps every evaluated user's value of each metric
+  above (not coverage or popularity, which are not means over users), with the user's id, so
+  that intervals and paired tests can resample users; `per_user_values()` returns them, and
+  their mean is what `result()` reports.
   """
 
   def __init__(self, ks: Sequence[int], *, graded: bool = False, coverage: bool = False,
-               item_popularity: npt.ArrayLike | None = None):
+               item_popularity: npt.ArrayLike | None = None, per_user: bool = False):
     self.ks = _check_ks(ks)
     self.graded = bool(graded)
     self._coverage = bool(coverage)
@@ -232,14 +275,31 @@ class RankingAccumulator:
     self._n_items: int | None = None
     self._best_rank: np.ndarray | None = None  # [n_items]: lowest 0-based slot listed
     self._pop_sums = np.zeros((3, len(self.ks)), dtype=np.float64)  # popularity, pct, slots
+    self._keep_per_user = bool(per_user)
+    self._user_chunks: list[np.ndarray] = []
+    self._value_chunks: dict[str, list[np.ndarray]] = {name: [] for name in self._sums}
+    self._n_rows = 0  # rows fed so far: the default user ids
 
-  def update(self, topk: npt.ArrayLike, relevant: Any) -> None:
-    """Adds one batch of users: their top-K rows and their rows of relevant items."""
+  def update(self, topk: npt.ArrayLike, relevant: Any, users: npt.ArrayLike | None = None) -> None:
+    """Adds one batch of users: their top-K rows and their rows of relevant items.
+
+    `users` are the rows' user ids, kept with the per-user values; by default each row's
+    position among all rows fed so far (0, 1, ... across batches).
+    """
     rel = _as_relevance(relevant)
     n_items = rel.shape[1]
     t = _as_topk(topk, n_items)
     if t.shape[0] != rel.shape[0]:
       raise ValueError(f"topk has {t.shape[0]} rows but relevant has {rel.shape[0]}")
+    if users is None:
+      ids = np.arange(self._n_rows, self._n_rows + t.shape[0], dtype=np.int64)
+    else:
+      ids = np.asarray(users)
+      if ids.shape != (t.shape[0],):
+        raise ValueError(f"users must be 1-D with one id per row ({t.shape[0]}), got {ids.shape}")
+      if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"users must hold integer ids, got dtype {ids.dtype}")
+      ids = ids.astype(np.int64)
     if self._n_items is None:
       self._n_items, self._k_max = n_items, t.shape[1]
       if self._pop is not None and self._pop.size != n_items:
@@ -254,9 +314,14 @@ class RankingAccumulator:
     evaluated = n_rel > 0
     for name, values in per_user.items():
       self._sums[name] += float(np.sum(values[evaluated], dtype=np.float64))
+      if self._keep_per_user:
+        self._value_chunks[name].append(values[evaluated])
+    if self._keep_per_user:
+      self._user_chunks.append(ids[evaluated])
     n_eval = int(np.count_nonzero(evaluated))
     self._n_evaluated += n_eval
     self._n_skipped += t.shape[0] - n_eval
+    self._n_rows += t.shape[0]
 
     top = t[:, :self.ks[-1]]
     if self._best_rank is not None:
@@ -288,6 +353,29 @@ class RankingAccumulator:
         out[f"popularity@{k}"] = self._pop_sums[0, i] / slots if slots else float("nan")
         out[f"popularity_percentile@{k}"] = (
             self._pop_sums[1, i] / slots if slots else float("nan"))
+    return out
+
+  def per_user_values(self) -> dict[str, np.ndarray]:
+    """Each evaluated user's metric values, in ascending user id order, and `users` (int64).
+
+    Only users with a relevant item, as in `result()`, whose means are these arrays' means (up
+    to float64 summation order). A user id fed twice is an error: the values could not be
+    paired with another model's by user.
+    """
+    if not self._keep_per_user:
+      raise ValueError("per_user_values() needs RankingAccumulator(..., per_user=True)")
+    if self._n_items is None:
+      raise ValueError("RankingAccumulator.per_user_values() called before any update()")
+    users = np.concatenate(self._user_chunks)
+    order = np.argsort(users, kind="stable")
+    users = users[order]
+    repeated = users[1:][users[1:] == users[:-1]]
+    if repeated.size:
+      raise ValueError(f"{np.unique(repeated).size} user ids were fed more than once, e.g. "
+                       f"{np.unique(repeated)[:5].tolist()}")
+    out = {"users": users}
+    for name, chunks in self._value_chunks.items():
+      out[name] = np.concatenate(chunks)[order]
     return out
 
 
