@@ -25,6 +25,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.min_user_ratings = 25  # drop users with fewer ratings (source documents: 25)
   config.data.min_item_ratings = 0  # then drop items with fewer ratings
   config.data.strict = False  # bad input lines are fatal instead of counted and skipped
+  # Netflix: drop ratings dated before their movie's release year (the Prize data has some:
+  # re-releases, festivals, wrong years). Off: they are kept and counted in the data summary.
+  config.data.drop_before_release = False
   # Synthetic generator (data.source == "synthetic"); see netrec_jax/data/synthetic.py.
   config.data.synthetic = ml_collections.ConfigDict(dict(
       n_users=6_000, n_items=1_500, n_ratings=500_000, rank=8, seed=0))

@@ -41,6 +41,7 @@ def format_summary(summary: dict[str, Any]) -> str:
       f"          ratings {s['rating_range'][0]:g}..{s['rating_range'][1]:g} "
       f"(scale {s['rating_scale']}), dates {s['date_range']}",
       f"          filters {s['filters']}, bad lines skipped {s['bad_lines']:,}",
+      *[f"          odd lines: {n:,} {reason}" for reason, n in s.get("odd_lines", {}).items()],
       f"          fingerprint {s['fingerprint']}",
   ]
   if "split" in summary:

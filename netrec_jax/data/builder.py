@@ -40,7 +40,7 @@ import scipy.sparse
 from absl import logging
 
 from netrec_jax.data import features
-from netrec_jax.data.errors import DataError
+from netrec_jax.data.errors import DataError, DuplicateRating
 from netrec_jax.data.store import (NO_DATE, SCHEMA_VERSION, RatingStore, days_to_iso,
                                    remove_tree, write_meta)
 
@@ -373,6 +373,9 @@ class StoreBuilder:
     self.has_dates = has_dates
     self.build_params = dict(build_params or {})
     self.bad_lines = BadLines()
+    # Lines kept although they look odd (dated before release, no line end, ...), by reason.
+    self.odd_lines = BadLines()
+    self.extra_filters: dict[str, Any] = {}  # source-specific filters, recorded in meta
     self.sources: list[dict[str, Any]] = []
     self._item_info: pa.Table | None = None
     self._user_info: pa.Table | None = None
@@ -618,8 +621,8 @@ class StoreBuilder:
       for done in ordered_map(sort_bucket, range(n_buckets), threads):
         if done["repeated"] is not None:
           user, item = done["repeated"]
-          raise DataError(where, f"duplicate rating: user {user_map.sorted_ids[user]} rated "
-                          f"item {item_map.sorted_ids[item]} more than once")
+          raise DuplicateRating(where, int(user_map.sorted_ids[user]),
+                                int(item_map.sorted_ids[item]))
         positions = group_positions(done["item_sorted"], cursor)
         item_order[positions] = done["order"] + done["lo"]
         item_sums += done["item_sums"]
@@ -664,8 +667,9 @@ class StoreBuilder:
         "has_dates": self.has_dates and has_date,
         "date_range": [days_to_iso(date_seen[0]), days_to_iso(date_seen[1])] if has_date else None,
         "filters": {"min_user_ratings": self.min_user_ratings,
-                    "min_item_ratings": self.min_item_ratings},
+                    "min_item_ratings": self.min_item_ratings, **self.extra_filters},
         "bad_lines": self.bad_lines.report(),
+        "odd_lines": self.odd_lines.report(),
         "sources": self.sources,
         "build_params": self.build_params,
         "fingerprint": _fingerprint({k: h.digest() for k, h in digests.items()}, user_offsets,
@@ -755,6 +759,30 @@ def _fingerprint(column_digests: dict[str, bytes], user_offsets: np.ndarray,
   for name in ("item", "rating", "date"):
     h.update(column_digests[name])
   return h.hexdigest()[:32]
+
+
+def duplicate_with_lines(err: DuplicateRating,
+                         sources: Sequence[tuple[Path, Callable[[], Iterable[dict]]]]
+                         ) -> DataError:
+  """`err` with the file and line of both ratings, found by reading the sources again.
+
+  sources: (path, chunks) pairs, where chunks() yields the path's chunks with "line" numbers.
+  """
+  found: list[tuple[Path, int]] = []
+  for path, chunks in sources:
+    for chunk in chunks():
+      hit = np.flatnonzero((np.asarray(chunk["user_id"]) == err.user)
+                           & (np.asarray(chunk["item_id"]) == err.item))
+      found += [(Path(path), int(chunk["line"][k])) for k in hit]
+      if len(found) >= 2:
+        break
+    if len(found) >= 2:
+      break
+  if len(found) < 2:
+    return err
+  (first_path, first_line), (path, line) = found[:2]
+  where = f"line {first_line}" if first_path == path else f"{first_path}:{first_line}"
+  return DuplicateRating(path, err.user, err.item, line=line, first_at=where)
 
 
 def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:

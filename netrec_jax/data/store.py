@@ -215,6 +215,8 @@ class RatingStore:
         "date_range": meta.get("date_range"),
         "fingerprint": self.fingerprint,
         "bad_lines": meta.get("bad_lines", {}).get("count", 0),
+        # Lines kept although they look odd (e.g. dated before the movie's release), by reason.
+        "odd_lines": dict(meta.get("odd_lines", {}).get("by_reason", {})),
         "filters": meta.get("filters"),
         "splits": self.list_splits(),
     }
