@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -41,8 +42,8 @@ from absl import logging
 
 from netrec_jax.data import features
 from netrec_jax.data.errors import DataError, DuplicateRating
-from netrec_jax.data.store import (NO_DATE, SCHEMA_VERSION, RatingStore, days_to_iso,
-                                   remove_tree, write_meta)
+from netrec_jax.data.store import (NO_DATE, SCHEMA_VERSION, RatingStore, content_fingerprint,
+                                   days_to_iso, remove_tree, sample_digests, write_meta)
 
 BLOCK_ROWS = 1 << 20  # 1M rows: the size of a bucket of users (cache-friendly; measured best)
 MEMORY_BUDGET_BYTES = 3 << 30  # input chunks and bucket keys beyond this are spilled to disk
@@ -50,6 +51,12 @@ _DENSE_LOOKUP_MAX_ID = 1 << 26  # ids below this map through a table instead of 
 _DENSE_COUNT_MAX_ID = 1 << 24  # ids below this are counted in a dense array (<= 128 MB)
 _INT32 = np.iinfo(np.int32)
 _SUB_BLOCK_ROWS = 1 << 18  # rows per step inside a pass: temporaries stay in cache
+# A build's temporary folder records who builds (host, pid, process start). The next build in
+# the same parent folder removes those whose process is gone (kill -9, power loss), and any
+# older than this (a build on another host cannot be asked whether it still runs).
+BUILDER_FILE = ".builder.json"
+STALE_BUILD_SECONDS = 24 * 3600
+_UNRECORDED_GRACE_SECONDS = 600  # a folder without BUILDER_FILE may be a build just starting
 
 
 def worker_threads() -> int:
@@ -391,7 +398,9 @@ class StoreBuilder:
     self.tmp = self.dest.parent / f".{self.dest.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
       self.dest.parent.mkdir(parents=True, exist_ok=True)
+      remove_stale_builds(self.dest.parent)
       self.tmp.mkdir()
+      (self.tmp / BUILDER_FILE).write_text(json.dumps(_builder_record()))
     except OSError as e:
       remove_tree(self.tmp)
       raise DataError(self.dest.parent, f"cannot write the output folder ({e.strerror or e})") from None
@@ -672,8 +681,13 @@ class StoreBuilder:
         "odd_lines": self.odd_lines.report(),
         "sources": self.sources,
         "build_params": self.build_params,
-        "fingerprint": _fingerprint({k: h.digest() for k, h in digests.items()}, user_offsets,
-                                    user_map.sorted_ids, item_map.sorted_ids, self.rating_scale),
+        "fingerprint": content_fingerprint({k: h.digest() for k, h in digests.items()},
+                                           user_offsets, user_map.sorted_ids,
+                                           item_map.sorted_ids, self.rating_scale),
+        # What RatingStore.verify checks: sampled digests of every file (on each open) and
+        # each hashed column's sha256 (full verify).
+        "content": {"samples": sample_digests(self.tmp),
+                    "sha256": {k: h.hexdigest() for k, h in digests.items()}},
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "build_seconds": round(time.time() - started, 2),
         "build_stats": {"buckets": n_buckets, "threads": threads,
@@ -682,6 +696,7 @@ class StoreBuilder:
                         "spilled_bucket_parts": routed.spilled,
                         "phase_seconds": {k: round(v, 2) for k, v in phase_seconds.items()}},
     }
+    (self.tmp / BUILDER_FILE).unlink(missing_ok=True)
     write_meta(self.tmp, meta)
     self._closed = True
     _publish(self.tmp, self.dest, self.overwrite)
@@ -745,20 +760,67 @@ def _npy_writer(path: Path, dtype: Any, n: int) -> Iterator[Any]:
       raise AssertionError(f"{path.name}: wrote {(f.tell() - start) // dtype.itemsize} of {n}")
 
 
-def _fingerprint(column_digests: dict[str, bytes], user_offsets: np.ndarray,
-                 user_ids: np.ndarray, item_ids: np.ndarray, scale: int) -> str:
-  """sha256 (128 bits shown) over the id maps, the CSR offsets and the column digests.
+_fingerprint = content_fingerprint  # defined with the store, which recomputes it in verify
 
-  Equal data <=> equal fingerprint. The user column is a function of `user_offsets`, so that
-  is hashed instead; the other columns are hashed bucket by bucket as they are written.
+
+def _process_start(pid: int) -> str | None:
+  """The process's start time in clock ticks since boot (Linux), to tell a reused pid."""
+  try:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+  except (OSError, IndexError):
+    return None
+
+
+def _builder_record() -> dict[str, Any]:
+  pid = os.getpid()
+  return {"host": socket.gethostname(), "pid": pid, "process_start": _process_start(pid),
+          "started": time.time()}
+
+
+def _build_is_running(record: dict[str, Any]) -> bool:
+  """Whether the process that wrote `record` (on this host) still runs."""
+  pid = int(record.get("pid", -1))
+  if pid <= 0:
+    return False
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    pass  # someone else's process: alive
+  start = record.get("process_start")
+  return start is None or _process_start(pid) in (None, start)
+
+
+def remove_stale_builds(parent: Path, now: float | None = None) -> list[Path]:
+  """Removes `.NAME.building-*` folders under `parent` whose build is gone; returns them.
+
+  Gone: the recorded process (on this host) no longer runs, or the folder is older than
+  STALE_BUILD_SECONDS. A folder without a record (a build from before records, or one just
+  starting) is removed only once it is a few minutes old and the pid in its name is dead.
   """
-  h = hashlib.sha256()
-  h.update(json.dumps({"schema": SCHEMA_VERSION, "scale": scale, "fingerprint": 2}).encode())
-  for ids in (user_ids, item_ids, user_offsets):
-    h.update(np.asarray(ids, "<i8").tobytes())
-  for name in ("item", "rating", "date"):
-    h.update(column_digests[name])
-  return h.hexdigest()[:32]
+  now = time.time() if now is None else now
+  removed = []
+  for folder in sorted(parent.glob(".*.building-*")):
+    try:
+      age = now - folder.stat().st_mtime
+      record_path = folder / BUILDER_FILE
+      if age > STALE_BUILD_SECONDS:
+        stale = True
+      elif record_path.is_file():
+        record = json.loads(record_path.read_text())
+        stale = record.get("host") == socket.gethostname() and not _build_is_running(record)
+      else:
+        pid = folder.name.rsplit(".building-", 1)[1].split("-")[0]
+        stale = (age > _UNRECORDED_GRACE_SECONDS and pid.isdigit()
+                 and not _build_is_running({"pid": int(pid)}))
+    except (OSError, ValueError):
+      continue  # vanished meanwhile, or a record being written: leave it
+    if stale:
+      logging.info("removing %s, left behind by an interrupted store build", folder)
+      remove_tree(folder)
+      removed.append(folder)
+  return removed
 
 
 def duplicate_with_lines(err: DuplicateRating,
