@@ -118,7 +118,13 @@ def parse_sweep(spec: str) -> list[tuple[str, list[str]]]:
     if "=" not in part:
       raise ValueError(f"sweep axis {part!r} must look like FIELD=V1,V2")
     field, values = part.split("=", 1)
-    axes.append((field.strip(), [v.strip() for v in values.split(",") if v.strip()]))
+    field, values = field.strip(), [v.strip() for v in values.split(",") if v.strip()]
+    if not field or not values:  # an empty axis would run nothing and report an empty table
+      raise ValueError(f"sweep axis {part!r} needs a field and at least one value "
+                       "(FIELD=V1,V2)")
+    axes.append((field, values))
+  if not axes:
+    raise ValueError(f"sweep {spec!r} has no axes; e.g. 'optimizer.sparse_lr=0.02,0.05'")
   return axes
 
 
@@ -127,21 +133,35 @@ def _set_field(config: Any, dotted: str, text: str) -> None:
   *parents, leaf = dotted.split(".")
   node = config
   for p in parents:
+    if p not in node:
+      raise ValueError(f"sweep axis {dotted!r}: unknown config field")
     node = node[p]
   if leaf not in node:
-    raise KeyError(f"unknown config field {dotted!r}")
+    raise ValueError(f"sweep axis {dotted!r}: unknown config field")
   current = node[leaf]
+  wrong = lambda kind: ValueError(f"sweep axis {dotted!r}: {text!r} is not {kind}")
   if isinstance(current, bool):
+    if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
+      raise wrong("a boolean (true or false)")
     value = text.lower() in ("1", "true", "yes")
   elif isinstance(current, int):
-    number = float(text)
+    try:
+      number = float(text)
+    except ValueError:
+      raise wrong("an integer") from None
     if not number.is_integer():
-      raise ValueError(f"config field {dotted!r} is an integer, got {text!r}")
+      raise wrong("an integer")
     value = int(number)
   elif isinstance(current, float):
-    value = float(text)
+    try:
+      value = float(text)
+    except ValueError:
+      raise wrong("a number") from None
   elif isinstance(current, (tuple, list)):
-    value = tuple(int(v) for v in text.split("x"))  # e.g. 128x64x32
+    try:
+      value = tuple(int(v) for v in text.split("x"))  # e.g. 128x64x32
+    except ValueError:
+      raise wrong("a tuple of integers such as 128x64x32") from None
   else:
     value = text
   node[leaf] = value
