@@ -119,9 +119,15 @@ def checkpoint_meta(restore_from: str | os.PathLike, which: str = "best"
   from netrec_jax.train import checkpoint as ckpt_lib  # jax and orbax: only once needed
   checkpoints = ckpt_lib.Checkpoints(restore_from)
   try:
-    if not checkpoints.has(which):
-      which = "latest"
-    meta = checkpoints.read_meta(which)
+    if not checkpoints.has(which) and not checkpoints.has("latest"):
+      meta = None
+    else:
+      # A damaged checkpoint (bad checksum, unreadable meta) gives way to the other series
+      # when that one verifies; otherwise the error names the file.
+      which = checkpoints.choose(which)
+      meta = checkpoints.read_meta(which)
+  except ckpt_lib.CheckpointError as e:
+    raise UseError(str(e)) from None
   finally:
     checkpoints.close()
   if meta is None:
