@@ -147,6 +147,7 @@ def check_flags(config) -> None:
   config_checks.validate_ranges(config)
   if _SWEEP.value is not None:
     import copy
+
     from netrec_jax import pipeline
     try:
       axes = pipeline.parse_sweep(_SWEEP.value)

@@ -66,7 +66,7 @@ def read_movie_titles(path: str | os.PathLike, bad: BadLines | None = None) -> p
     titles.append(title_s.filter(pa.array(keep)))
     line_nos.append(numbers[keep])
   ids_np, years_np = np.concatenate(ids), np.concatenate(years)
-  uniq, first_pos, counts = np.unique(ids_np, return_index=True, return_counts=True)
+  uniq, counts = np.unique(ids_np, return_counts=True)
   if (counts > 1).any():
     numbers = np.concatenate(line_nos)
     movie = uniq[np.argmax(counts > 1)]

@@ -252,7 +252,7 @@ def verify_step_dir(folder: str | os.PathLike) -> str:
       if path.stat().st_size != expected["bytes"]:
         raise CheckpointError(f"{folder}: file {rel} has {path.stat().st_size} bytes, "
                               f"{expected['bytes']} were saved (the checkpoint is damaged)")
-      size, crc = _file_crc(path)
+      _, crc = _file_crc(path)
     except OSError as e:
       raise CheckpointError(f"{folder}: file {rel} is unreadable ({e.strerror or e})"
                             ) from None
