@@ -17,7 +17,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
-MODES = ("train", "eval", "compare", "prepare", "eda", "recommend", "similar", "analyze", "serve")
+MODES = ("train", "eval", "compare", "prepare", "eda", "recommend", "similar", "analyze", "serve",
+         "verify")
 # Modes that use a trained model: the checkpoint's own config is enough, --config is optional.
 USE_MODES = ("recommend", "similar", "analyze", "serve")
 
@@ -43,7 +44,9 @@ _MODE = flags.DEFINE_enum(
     "item embeddings (PCA by popularity and genre), biases, extreme item biases and k-means "
     "user clusters into WORKDIR (default RESTORE_FROM/analysis). serve: HTTP JSON service on "
     "--host:--port (FastAPI + uvicorn). The use modes read the model from the checkpoint; "
-    "--experiment/--config is optional there (given, the checkpoint must match its data).")
+    "--experiment/--config is optional there (given, the checkpoint must match its data). "
+    "verify: recompute the configured store's fingerprint from its columns (and, with "
+    "--restore_from, check its checkpoints' checksums); one line, non-zero exit on a mismatch.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder of this run (summaries, plots; later logs and checkpoints); "
     "analyze: where the plots go (default RESTORE_FROM/analysis).")
@@ -83,6 +86,14 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-process: number
 _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "Multi-process: this process's index.")
 _REBUILD = flags.DEFINE_bool(
     "rebuild", False, "Rebuild the store even if a cached one matches the config.")
+_DEBUG = flags.DEFINE_bool(
+    "debug", False, "Show the Python traceback of an expected failure (bad input, a damaged "
+    "store or checkpoint, a config value out of range) instead of one line.")
+
+# Failures a user can fix (bad input or config, damaged artefacts, missing files): one line
+# on stderr and a non-zero exit, unless --debug. DataError, CheckpointError, UseError and
+# ConfigError are ValueErrors.
+EXPECTED_ERRORS = (ValueError, OSError)
 
 
 def available_experiments() -> list[str]:
@@ -107,9 +118,57 @@ def expand_experiment_flag(argv: list[str]) -> list[str]:
   return [argv[0], f"--config={path}"] + argv[1:]
 
 
+def one_line(e: BaseException) -> str:
+  """`launch.py: message` on one line (the library's errors name file and problem)."""
+  text = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+  ours = ("DataError", "DuplicateRating", "CheckpointError", "UseError", "ConfigError")
+  if type(e).__name__ not in ours:
+    text = f"{type(e).__name__}: {text} (--debug shows the traceback)"
+  return f"launch.py: {text}"
+
+
 def main(argv):
+  try:
+    return run(argv)
+  except app.UsageError as e:
+    if _DEBUG.value:
+      raise
+    sys.exit(f"launch.py: {e} (pass --help to see every flag)")
+  except EXPECTED_ERRORS as e:
+    if _DEBUG.value:
+      raise
+    sys.exit(one_line(e))
+
+
+def check_flags(config) -> None:
+  """Range checks before any work: the config's numbers, every sweep value, the port."""
+  from netrec_jax import config_checks
+  if _MODE.value == "serve" and not 0 < _PORT.value < 65536:
+    raise app.UsageError(f"--port={_PORT.value} is not a TCP port (1..65535)")
+  if config is None:
+    return
+  config_checks.validate_ranges(config)
+  if _SWEEP.value is not None:
+    import copy
+
+    from netrec_jax import configs, pipeline
+    try:
+      axes = pipeline.parse_sweep(_SWEEP.value)
+      for field, values in axes:
+        for value in values:
+          trial = copy.deepcopy(config)
+          configs.set_field(trial, field, value, what=f"sweep axis {field!r}")
+          config_checks.validate_ranges(trial)
+    except config_checks.ConfigError as e:
+      raise config_checks.ConfigError(f"--sweep: {e}") from None
+    except ValueError as e:  # a malformed axis or value: a config error too
+      raise config_checks.ConfigError(f"--sweep: {e}") from None
+
+
+def run(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  check_flags(_CONFIG.value)
   if _MODE.value in USE_MODES:
     return use_model(_MODE.value, _CONFIG.value)
   if _CONFIG.value is None:
@@ -119,7 +178,9 @@ def main(argv):
   mode = _MODE.value or config.mode
   if mode not in MODES or mode in USE_MODES:
     raise app.UsageError(f"config.mode {mode!r} must be one of train, eval, compare, prepare, "
-                         "eda")
+                         "eda, verify")
+  if mode == "verify":
+    return verify(config)
   workdir = _WORKDIR.value or str(Path("runs") / config.name)
   logging.info("experiment %s, mode %s, workdir %s", config.name, mode, workdir)
 
@@ -132,10 +193,7 @@ def main(argv):
                                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
 
   from netrec_jax import pipeline  # after flag parsing: --help stays fast
-  try:
-    run_mode(pipeline, mode, config, workdir)
-  except (ValueError, KeyError) as e:  # a config the run refuses: one line, no traceback
-    sys.exit(f"launch.py: {e.args[0] if e.args else e}")
+  run_mode(pipeline, mode, config, workdir)
 
 
 def run_mode(pipeline, mode: str, config, workdir: str) -> None:
@@ -145,7 +203,7 @@ def run_mode(pipeline, mode: str, config, workdir: str) -> None:
     pipeline.evaluate(config, _RESTORE_FROM.value, workdir)
   elif mode == "compare":
     pipeline.compare(config, workdir)
-  elif mode == "train" and _SWEEP.value:
+  elif mode == "train" and _SWEEP.value is not None:
     pipeline.sweep(config, workdir, _SWEEP.value)
   elif mode == "train":
     pipeline.train(config, workdir)
@@ -154,6 +212,30 @@ def run_mode(pipeline, mode: str, config, workdir: str) -> None:
       with config.unlocked():
         config.eda = True
     pipeline.prepare(config, workdir, rebuild=_REBUILD.value)
+
+
+def verify(config) -> None:
+  """--mode=verify: the configured store in full (and --restore_from's checkpoints)."""
+  from netrec_jax.data import datasets
+  from netrec_jax.data.store import RatingStore
+  path = datasets.store_path(config.data)
+  report = RatingStore.open(path, check=False).verify(full=True)
+  line = (f"launch.py: store {path} verified: {report['n_ratings']:,} ratings, fingerprint "
+          f"{report['fingerprint']} ({report['seconds']:.1f} s)")
+  if _RESTORE_FROM.value:
+    from netrec_jax.train import checkpoint as ckpt_lib
+    checkpoints = ckpt_lib.Checkpoints(_RESTORE_FROM.value)
+    try:
+      found = [(which, *checkpoints.verify(which)) for which in ("best", "latest")
+               if checkpoints.has(which)]
+    finally:
+      checkpoints.close()
+    if not found:
+      raise ckpt_lib.CheckpointError(f"{_RESTORE_FROM.value}: no checkpoints found under "
+                                     f"{checkpoints.root}")
+    line += "; checkpoints " + ", ".join(f"{which} step {step} {state}"
+                                         for which, step, state in found)
+  print(line)
 
 
 def use_model(mode: str, config) -> None:
@@ -187,7 +269,9 @@ def use_model(mode: str, config) -> None:
       from netrec_jax import serve
       serve.serve(config, restore_from, host=_HOST.value, port=_PORT.value)
   except (use.UseError, DataError) as e:
-    sys.exit(f"launch.py: {e}")
+    if _DEBUG.value:
+      raise
+    sys.exit(one_line(e))
 
 
 def parse_flags(argv: list[str]) -> list[str]:

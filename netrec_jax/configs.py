@@ -35,6 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.min_user_ratings = 25  # drop users with fewer ratings (source documents: 25)
   config.data.min_item_ratings = 0  # then drop items with fewer ratings
   config.data.strict = False  # bad input lines are fatal instead of counted and skipped
+  # Netflix: drop ratings dated before their movie's release year (the Prize data has some:
+  # re-releases, festivals, wrong years). Off: they are kept and counted in the data summary.
+  config.data.drop_before_release = False
   # Synthetic generator (data.source == "synthetic"); see netrec_jax/data/synthetic.py.
   config.data.synthetic = ml_collections.ConfigDict(dict(
       n_users=6_000, n_items=1_500, n_ratings=500_000, rank=8, seed=0))
@@ -310,19 +313,25 @@ def _parse(dotted: str, text: str, current: Any, field_type: type | None) -> Any
   return text
 
 
-def set_field(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
+def set_field(config: ml_collections.ConfigDict, dotted: str, value: Any,
+              what: str = "") -> None:
   """config.<dotted> = value; a string is parsed as the field's type (flags, sweeps,
-  comparison variants and tests all set fields through here). Unknown fields are an error."""
+  comparison variants and tests all set fields through here). An unknown field or an
+  unreadable value is a ValueError naming it (and `what`, e.g. the sweep axis)."""
+  prefix = f"{what}: " if what else ""
   *parents, leaf = dotted.split(".")
   node = config
   for part in parents:
     if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
-      raise KeyError(f"unknown config field {dotted!r}")
+      raise ValueError(f"{prefix}unknown config field {dotted!r}")
     node = node[part]
   if leaf not in node:
-    raise KeyError(f"unknown config field {dotted!r}")
+    raise ValueError(f"{prefix}unknown config field {dotted!r}")
   if isinstance(value, str):
-    value = _parse(dotted, value.strip(), node[leaf], node.get_type(leaf))
+    try:
+      value = _parse(dotted, value.strip(), node[leaf], node.get_type(leaf))
+    except ValueError as e:
+      raise ValueError(f"{prefix}{e}") from None
   with config.unlocked():
     node[leaf] = value
 

@@ -42,6 +42,7 @@ def format_summary(summary: dict[str, Any]) -> str:
       f"          ratings {s['rating_range'][0]:g}..{s['rating_range'][1]:g} "
       f"(scale {s['rating_scale']}), dates {s['date_range']}",
       f"          filters {s['filters']}, bad lines skipped {s['bad_lines']:,}",
+      *[f"          odd lines: {n:,} {reason}" for reason, n in s.get("odd_lines", {}).items()],
       f"          fingerprint {s['fingerprint']}",
   ]
   if "split" in summary:
@@ -130,12 +131,13 @@ def parse_sweep(spec: str) -> list[tuple[str, list[str]]]:
     if "=" not in part:
       raise ValueError(f"sweep axis {part!r} must look like FIELD=V1,V2")
     field, values = part.split("=", 1)
-    values = [v.strip() for v in values.split(",") if v.strip()]
-    if not values:
-      raise ValueError(f"sweep axis {field.strip()!r} has no values")
-    axes.append((field.strip(), values))
+    field, values = field.strip(), [v.strip() for v in values.split(",") if v.strip()]
+    if not field or not values:  # an empty axis would run nothing and report an empty table
+      raise ValueError(f"sweep axis {part!r} needs a field and at least one value "
+                       "(FIELD=V1,V2)")
+    axes.append((field, values))
   if not axes:
-    raise ValueError(f"sweep {spec!r} has no axes")
+    raise ValueError(f"sweep {spec!r} has no axes; e.g. 'optimizer.sparse_lr=0.02,0.05'")
   return axes
 
 
@@ -151,7 +153,7 @@ def sweep(config: Any, workdir: str | os.PathLike, spec: str) -> list[dict[str, 
   for values in itertools.product(*(v for _, v in axes)):
     run_config = copy.deepcopy(config)
     for (field, _), value in zip(axes, values):
-      configs.set_field(run_config, field, value)
+      configs.set_field(run_config, field, value, what=f"sweep axis {field!r}")
     name = "_".join(f"{field.split('.')[-1]}={value}" for (field, _), value in zip(axes, values))
     logging.info("sweep run %s", name)
     result = train(run_config, workdir / name)

@@ -35,6 +35,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -296,21 +297,43 @@ def create_app(opened: use.OpenedModel, worker: ModelWorker | None = None) -> Fa
   return app
 
 
+def bind(host: str, port: int) -> socket.socket:
+  """The service's socket, bound before the model loads: a bad or busy port fails at once,
+  in one line, and the port announced is the one listened on (uvicorn would wrap 99999)."""
+  if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+    raise use.UseError(f"port {port!r} is not a TCP port (1..65535)")
+  try:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+  except OSError as e:
+    raise use.UseError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+  return sock
+
+
 def serve(config: Any, restore_from: str, *, host: str = "127.0.0.1", port: int = 8000,
           which: str = "best") -> None:
   """Restores the model once, warms it up, and serves until interrupted."""
   import uvicorn
   from absl import logging
   t0 = time.time()
-  opened = use.open_model(restore_from, config, which)
-  timings = warm_up(opened)
-  app = create_app(opened)
+  sock = bind(host, port)
+  try:
+    opened = use.open_model(restore_from, config, which)
+    timings = warm_up(opened)
+    app = create_app(opened)
+  except BaseException:
+    sock.close()
+    raise
   logging.info("model %s restored and warmed up in %.1fs (%s); serving on http://%s:%d",
                opened.model_name, time.time() - t0,
                ", ".join(f"{k} {v:.2f}" for k, v in timings.items()), host, port)
   print(f"netrec_jax serve: {opened.model_name} from {restore_from} on http://{host}:{port} "
         "(GET /health)", flush=True)
   try:
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=[sock])
   finally:
+    sock.close()
     app.state.worker.close()

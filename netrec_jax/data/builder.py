@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -40,9 +41,9 @@ import scipy.sparse
 from absl import logging
 
 from netrec_jax.data import features
-from netrec_jax.data.errors import DataError
-from netrec_jax.data.store import (NO_DATE, SCHEMA_VERSION, RatingStore, days_to_iso,
-                                   remove_tree, write_meta)
+from netrec_jax.data.errors import DataError, DuplicateRating
+from netrec_jax.data.store import (NO_DATE, SCHEMA_VERSION, RatingStore, content_fingerprint,
+                                   days_to_iso, remove_tree, sample_digests, write_meta)
 
 BLOCK_ROWS = 1 << 20  # 1M rows: the size of a bucket of users (cache-friendly; measured best)
 MEMORY_BUDGET_BYTES = 3 << 30  # input chunks and bucket keys beyond this are spilled to disk
@@ -50,6 +51,12 @@ _DENSE_LOOKUP_MAX_ID = 1 << 26  # ids below this map through a table instead of 
 _DENSE_COUNT_MAX_ID = 1 << 24  # ids below this are counted in a dense array (<= 128 MB)
 _INT32 = np.iinfo(np.int32)
 _SUB_BLOCK_ROWS = 1 << 18  # rows per step inside a pass: temporaries stay in cache
+# A build's temporary folder records who builds (host, pid, process start). The next build in
+# the same parent folder removes those whose process is gone (kill -9, power loss), and any
+# older than this (a build on another host cannot be asked whether it still runs).
+BUILDER_FILE = ".builder.json"
+STALE_BUILD_SECONDS = 24 * 3600
+_UNRECORDED_GRACE_SECONDS = 600  # a folder without BUILDER_FILE may be a build just starting
 
 
 def worker_threads() -> int:
@@ -230,7 +237,8 @@ def _bits(n_values: int) -> int:
   return int(max(n_values - 1, 0)).bit_length()
 
 
-def _narrow(values: np.ndarray, lo: int, hi: int, dtypes=(np.int8, np.int16, np.int32)) -> np.ndarray:
+def _narrow(values: np.ndarray, lo: int, hi: int, dtypes=(np.int8, np.int16, np.int32)
+            ) -> np.ndarray:
   """The smallest of `dtypes` that holds [lo, hi] (chunks wait for the build in this form)."""
   for dtype in dtypes:
     info = np.iinfo(dtype)
@@ -348,7 +356,8 @@ class _Buckets:
     parts, self.parts[bucket] = self.parts[bucket], []
     if self.on_disk[bucket] is not None:
       dtypes = self.on_disk[bucket]
-      parts.append(tuple(np.fromfile(self._path(bucket, k), dtype) for k, dtype in enumerate(dtypes)))
+      parts.append(tuple(np.fromfile(self._path(bucket, k), dtype)
+                         for k, dtype in enumerate(dtypes)))
       for k in range(len(dtypes)):
         os.remove(self._path(bucket, k))
     return parts
@@ -373,6 +382,9 @@ class StoreBuilder:
     self.has_dates = has_dates
     self.build_params = dict(build_params or {})
     self.bad_lines = BadLines()
+    # Lines kept although they look odd (dated before release, no line end, ...), by reason.
+    self.odd_lines = BadLines()
+    self.extra_filters: dict[str, Any] = {}  # source-specific filters, recorded in meta
     self.sources: list[dict[str, Any]] = []
     self._item_info: pa.Table | None = None
     self._user_info: pa.Table | None = None
@@ -388,10 +400,13 @@ class StoreBuilder:
     self.tmp = self.dest.parent / f".{self.dest.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
       self.dest.parent.mkdir(parents=True, exist_ok=True)
+      remove_stale_builds(self.dest.parent)
       self.tmp.mkdir()
+      (self.tmp / BUILDER_FILE).write_text(json.dumps(_builder_record()))
     except OSError as e:
       remove_tree(self.tmp)
-      raise DataError(self.dest.parent, f"cannot write the output folder ({e.strerror or e})") from None
+      raise DataError(self.dest.parent,
+                      f"cannot write the output folder ({e.strerror or e})") from None
     self._chunks = _Chunks(self.tmp, MEMORY_BUDGET_BYTES)
     self._closed = False
 
@@ -618,8 +633,8 @@ class StoreBuilder:
       for done in ordered_map(sort_bucket, range(n_buckets), threads):
         if done["repeated"] is not None:
           user, item = done["repeated"]
-          raise DataError(where, f"duplicate rating: user {user_map.sorted_ids[user]} rated "
-                          f"item {item_map.sorted_ids[item]} more than once")
+          raise DuplicateRating(where, int(user_map.sorted_ids[user]),
+                                int(item_map.sorted_ids[item]))
         positions = group_positions(done["item_sorted"], cursor)
         item_order[positions] = done["order"] + done["lo"]
         item_sums += done["item_sums"]
@@ -664,12 +679,18 @@ class StoreBuilder:
         "has_dates": self.has_dates and has_date,
         "date_range": [days_to_iso(date_seen[0]), days_to_iso(date_seen[1])] if has_date else None,
         "filters": {"min_user_ratings": self.min_user_ratings,
-                    "min_item_ratings": self.min_item_ratings},
+                    "min_item_ratings": self.min_item_ratings, **self.extra_filters},
         "bad_lines": self.bad_lines.report(),
+        "odd_lines": self.odd_lines.report(),
         "sources": self.sources,
         "build_params": self.build_params,
-        "fingerprint": _fingerprint({k: h.digest() for k, h in digests.items()}, user_offsets,
-                                    user_map.sorted_ids, item_map.sorted_ids, self.rating_scale),
+        "fingerprint": content_fingerprint({k: h.digest() for k, h in digests.items()},
+                                           user_offsets, user_map.sorted_ids,
+                                           item_map.sorted_ids, self.rating_scale),
+        # What RatingStore.verify checks: sampled digests of every file (on each open) and
+        # each hashed column's sha256 (full verify).
+        "content": {"samples": sample_digests(self.tmp),
+                    "sha256": {k: h.hexdigest() for k, h in digests.items()}},
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "build_seconds": round(time.time() - started, 2),
         "build_stats": {"buckets": n_buckets, "threads": threads,
@@ -678,6 +699,7 @@ class StoreBuilder:
                         "spilled_bucket_parts": routed.spilled,
                         "phase_seconds": {k: round(v, 2) for k, v in phase_seconds.items()}},
     }
+    (self.tmp / BUILDER_FILE).unlink(missing_ok=True)
     write_meta(self.tmp, meta)
     self._closed = True
     _publish(self.tmp, self.dest, self.overwrite)
@@ -741,20 +763,91 @@ def _npy_writer(path: Path, dtype: Any, n: int) -> Iterator[Any]:
       raise AssertionError(f"{path.name}: wrote {(f.tell() - start) // dtype.itemsize} of {n}")
 
 
-def _fingerprint(column_digests: dict[str, bytes], user_offsets: np.ndarray,
-                 user_ids: np.ndarray, item_ids: np.ndarray, scale: int) -> str:
-  """sha256 (128 bits shown) over the id maps, the CSR offsets and the column digests.
+_fingerprint = content_fingerprint  # defined with the store, which recomputes it in verify
 
-  Equal data <=> equal fingerprint. The user column is a function of `user_offsets`, so that
-  is hashed instead; the other columns are hashed bucket by bucket as they are written.
+
+def _process_start(pid: int) -> str | None:
+  """The process's start time in clock ticks since boot (Linux), to tell a reused pid."""
+  try:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+  except (OSError, IndexError):
+    return None
+
+
+def _builder_record() -> dict[str, Any]:
+  pid = os.getpid()
+  return {"host": socket.gethostname(), "pid": pid, "process_start": _process_start(pid),
+          "started": time.time()}
+
+
+def _build_is_running(record: dict[str, Any]) -> bool:
+  """Whether the process that wrote `record` (on this host) still runs."""
+  pid = int(record.get("pid", -1))
+  if pid <= 0:
+    return False
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    pass  # someone else's process: alive
+  start = record.get("process_start")
+  return start is None or _process_start(pid) in (None, start)
+
+
+def remove_stale_builds(parent: Path, now: float | None = None) -> list[Path]:
+  """Removes `.NAME.building-*` folders under `parent` whose build is gone; returns them.
+
+  Gone: the recorded process (on this host) no longer runs, or the folder is older than
+  STALE_BUILD_SECONDS. A folder without a record (a build from before records, or one just
+  starting) is removed only once it is a few minutes old and the pid in its name is dead.
   """
-  h = hashlib.sha256()
-  h.update(json.dumps({"schema": SCHEMA_VERSION, "scale": scale, "fingerprint": 2}).encode())
-  for ids in (user_ids, item_ids, user_offsets):
-    h.update(np.asarray(ids, "<i8").tobytes())
-  for name in ("item", "rating", "date"):
-    h.update(column_digests[name])
-  return h.hexdigest()[:32]
+  now = time.time() if now is None else now
+  removed = []
+  for folder in sorted(parent.glob(".*.building-*")):
+    try:
+      age = now - folder.stat().st_mtime
+      record_path = folder / BUILDER_FILE
+      if age > STALE_BUILD_SECONDS:
+        stale = True
+      elif record_path.is_file():
+        record = json.loads(record_path.read_text())
+        stale = record.get("host") == socket.gethostname() and not _build_is_running(record)
+      else:
+        pid = folder.name.rsplit(".building-", 1)[1].split("-")[0]
+        stale = (age > _UNRECORDED_GRACE_SECONDS and pid.isdigit()
+                 and not _build_is_running({"pid": int(pid)}))
+    except (OSError, ValueError):
+      continue  # vanished meanwhile, or a record being written: leave it
+    if stale:
+      logging.info("removing %s, left behind by an interrupted store build", folder)
+      remove_tree(folder)
+      removed.append(folder)
+  return removed
+
+
+def duplicate_with_lines(err: DuplicateRating,
+                         sources: Sequence[tuple[Path, Callable[[], Iterable[dict]]]]
+                         ) -> DataError:
+  """`err` with the file and line of both ratings, found by reading the sources again.
+
+  sources: (path, chunks) pairs, where chunks() yields the path's chunks with "line" numbers.
+  """
+  found: list[tuple[Path, int]] = []
+  for path, chunks in sources:
+    for chunk in chunks():
+      hit = np.flatnonzero((np.asarray(chunk["user_id"]) == err.user)
+                           & (np.asarray(chunk["item_id"]) == err.item))
+      found += [(Path(path), int(chunk["line"][k])) for k in hit]
+      if len(found) >= 2:
+        break
+    if len(found) >= 2:
+      break
+  if len(found) < 2:
+    return err
+  (first_path, first_line), (path, line) = found[:2]
+  where = f"line {first_line}" if first_path == path else f"{first_path}:{first_line}"
+  return DuplicateRating(path, err.user, err.item, line=line, first_at=where)
 
 
 def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:

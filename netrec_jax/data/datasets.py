@@ -49,6 +49,8 @@ def store_key(data_cfg: Any) -> dict[str, Any]:
   data = _to_dict(data_cfg)
   key = {"source": data["source"], "min_user_ratings": data["min_user_ratings"],
          "min_item_ratings": data["min_item_ratings"], "strict": data.get("strict", False)}
+  if data["source"] in ("netflix", "synthetic_netflix_files"):
+    key["drop_before_release"] = data.get("drop_before_release", False)
   if data["source"] in ("synthetic", "synthetic_netflix_files"):
     key["synthetic"] = data["synthetic"]
     key["generator_version"] = synthetic.GENERATOR_VERSION
@@ -116,11 +118,15 @@ def build(data_cfg: Any, dest: str | os.PathLike, overwrite: bool = False) -> Ra
     generated = synthetic.build_synthetic_store(cfg, raw / "generated", overwrite=True)
     netflix.write_netflix_files(generated, raw / "netflix", n_files=2, probe_fraction=0.01,
                                 seed=cfg.seed)
-    store = netflix.build_netflix_store(raw / "netflix", dest, strict=data_cfg.strict, **filters)
+    store = netflix.build_netflix_store(
+        raw / "netflix", dest, strict=data_cfg.strict,
+        drop_before_release=data_cfg.get("drop_before_release", False), **filters)
     remove_tree(raw)
   elif source == "netflix":
     folder = source_path(data_cfg)
     store = netflix.build_netflix_store(folder, dest, strict=data_cfg.strict,
+                                        drop_before_release=data_cfg.get("drop_before_release",
+                                                                         False),
                                         progress=Progress("reading Netflix files", 1, "bytes"),
                                         **filters)
   elif source == "parquet":

@@ -16,3 +16,15 @@ class DataError(ValueError):
     if line is not None:
       where = f"{where}:{line}"
     super().__init__(f"{where}: {problem}")
+
+
+class DuplicateRating(DataError):
+  """A (user, item) pair rated twice: ambiguous data, fatal in every mode."""
+
+  def __init__(self, path: str | os.PathLike | None, user: int, item: int,
+               line: int | None = None, first_at: str | None = None):
+    self.user, self.item = user, item
+    problem = f"duplicate rating: user {user} rated item {item} more than once"
+    if first_at:
+      problem += f" (first at {first_at})"
+    super().__init__(path, problem, line=line)

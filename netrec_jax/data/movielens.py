@@ -1,7 +1,8 @@
 """MovieLens 100K, 1M and latest (-small) into stores, with the official ML-100K folds as splits.
 
-  ml-100k   u.data "user\\titem\\trating\\ttimestamp", u.item "id|title|date|video|url|19 genre flags"
-            (latin-1), u.user, u.genre; folds u1..u5 and ua/ub as NAME.base / NAME.test
+  ml-100k   u.data "user\\titem\\trating\\ttimestamp",
+            u.item "id|title|date|video|url|19 genre flags" (latin-1), u.user, u.genre;
+            folds u1..u5 and ua/ub as NAME.base / NAME.test
   ml-1m     ratings.dat "user::movie::rating::timestamp" (.gz accepted), movies.dat
             "id::title::genre|genre" (latin-1), users.dat
   latest    ratings.csv "userId,movieId,rating,timestamp" in half stars, movies.csv (quoted CSV)
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -20,8 +22,8 @@ import pyarrow.csv as pacsv
 
 from netrec_jax.data import splits as splits_lib
 from netrec_jax.data import textio
-from netrec_jax.data.builder import BadLines, StoreBuilder
-from netrec_jax.data.errors import DataError
+from netrec_jax.data.builder import BadLines, StoreBuilder, duplicate_with_lines
+from netrec_jax.data.errors import DataError, DuplicateRating
 from netrec_jax.data.store import RatingStore, remove_tree
 
 ML100K_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
@@ -30,12 +32,37 @@ ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "C
                  "Romance", "Sci-Fi", "Thriller", "War", "Western")
 
 
+LATEST_HEADER = "userId,movieId,rating,timestamp"
+NO_HEADER = f"no header line (expected {LATEST_HEADER}); the first line was read as a rating"
+_RATING_LINE = r"^\s*\d+\s*SEP\s*\d+\s*SEP\s*[\d.]+\s*SEP\s*\d+\s*$"
+
+
 def iter_delimited_ratings(path: str | os.PathLike, sep: str, bad: BadLines, *,
                            header: bool = False, half_stars: bool = False,
-                           encoding: str = "utf8") -> Iterator[dict[str, np.ndarray]]:
-  """"user SEP item SEP rating SEP unix-seconds" lines -> chunks (ratings scaled x2 if half)."""
+                           encoding: str = "utf8", odd: BadLines | None = None
+                           ) -> Iterator[dict[str, np.ndarray]]:
+  """"user SEP item SEP rating SEP unix-seconds" lines -> chunks (ratings scaled x2 if half).
+
+  Chunks carry each rating's "line" number too. header: the first line should be
+  LATEST_HEADER; strict mode requires it exactly, otherwise a first line that is a rating is
+  kept (and counted in `odd`) rather than skipped. A missing final line end is fatal in strict
+  mode (a cut-off u.data timestamp still parses) and counted in `odd` otherwise.
+  """
   path = Path(path)
-  for first, lines in textio.iter_lines(path, encoding=encoding, skip_header=header):
+  odd = odd if odd is not None else BadLines()
+  for first, lines in textio.iter_lines(path, encoding=encoding, bad=bad, odd=odd):
+    if header and first == 1 and len(lines):
+      line_one = str(lines[0])
+      if line_one.strip().lower() == LATEST_HEADER.lower():
+        lines, first = lines[1:], 2
+      elif bad.strict:
+        bad.add(path, [1], f"missing or unexpected header line (expected {LATEST_HEADER})",
+                texts=[line_one[:80]])
+      elif re.match(_RATING_LINE.replace("SEP", re.escape(sep)), line_one):
+        odd.add(path, [1], NO_HEADER, texts=[line_one[:80]])
+      else:  # another header: skipped, counted; the lines below say whether they parse
+        odd.add(path, [1], f"header line is not {LATEST_HEADER}", texts=[line_one[:80]])
+        lines, first = lines[1:], 2
     numbers = textio.line_numbers(first, len(lines))
     blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(lines)), 0).to_numpy(
         zero_copy_only=False)
@@ -72,7 +99,7 @@ def iter_delimited_ratings(path: str | os.PathLike, sep: str, bad: BadLines, *,
                       "timestamp outside 1970..2100")
     good = user_ok & item_ok & rating_ok & in_range & stamp_ok & stamp_range
     yield {"user_id": user[good], "item_id": item[good], "rating": rating[good].astype(np.int32),
-           "date": (stamp[good] // 86400).astype(np.int32)}
+           "date": (stamp[good] // 86400).astype(np.int32), "line": numbers[good]}
 
 
 def _year_from_title(titles: pa.Array) -> pa.Array:
@@ -143,28 +170,35 @@ def read_latest_movies(path: str | os.PathLike) -> pa.Table:
                    "year": _year_from_title(table.column("title")), "genres": genres})
 
 
-def _build(dest, name: str, chunks: Iterator[dict[str, np.ndarray]], bad: BadLines, *,
-           rating_scale: int, rating_range: tuple[float, float], sources: list[tuple[Path, str]],
-           item_info: pa.Table | None, user_info: pa.Table | None, min_user_ratings: int,
-           min_item_ratings: int, overwrite: bool, params: dict) -> RatingStore:
-  with StoreBuilder(dest, name=name, rating_scale=rating_scale, rating_range=rating_range,
-                    min_user_ratings=min_user_ratings, min_item_ratings=min_item_ratings,
-                    overwrite=overwrite, build_params=params) as builder:
-    builder.bad_lines = bad
-    for path, role in sources:
-      builder.add_source(path, role=role)
-    for chunk in chunks:
-      builder.add(chunk["user_id"], chunk["item_id"], chunk["rating"], chunk["date"])
-    if item_info is not None:
-      builder.set_item_info(item_info)
-    if user_info is not None:
-      builder.set_user_info(user_info)
-    return builder.finish()
+def _build(dest, name: str, ratings: Path, read: Callable[..., Iterator[dict[str, np.ndarray]]],
+           bad: BadLines, *, rating_scale: int, rating_range: tuple[float, float],
+           sources: list[tuple[Path, str]], item_info: pa.Table | None,
+           user_info: pa.Table | None, min_user_ratings: int, min_item_ratings: int,
+           overwrite: bool, params: dict) -> RatingStore:
+  """read(bad, odd) yields the rating file's chunks (with line numbers, to name duplicates)."""
+  odd = BadLines()
+  try:
+    with StoreBuilder(dest, name=name, rating_scale=rating_scale, rating_range=rating_range,
+                      min_user_ratings=min_user_ratings, min_item_ratings=min_item_ratings,
+                      overwrite=overwrite, build_params=params) as builder:
+      builder.bad_lines, builder.odd_lines = bad, odd
+      for path, role in sources:
+        builder.add_source(path, role=role)
+      for chunk in read(bad, odd):
+        builder.add(chunk["user_id"], chunk["item_id"], chunk["rating"], chunk["date"])
+      if item_info is not None:
+        builder.set_item_info(item_info)
+      if user_info is not None:
+        builder.set_user_info(user_info)
+      return builder.finish()
+  except DuplicateRating as e:
+    raise duplicate_with_lines(e, [(ratings, lambda: read(BadLines(), BadLines()))]) from None
 
 
 def build_ml100k_store(folder: str | os.PathLike, dest: str | os.PathLike, *,
                        min_user_ratings: int = 0, min_item_ratings: int = 0, strict: bool = False,
-                       overwrite: bool = False, folds: tuple[str, ...] = ML100K_FOLDS) -> RatingStore:
+                       overwrite: bool = False, folds: tuple[str, ...] = ML100K_FOLDS
+                       ) -> RatingStore:
   """u.data -> store; each official fold present (u1..u5, ua, ub) saved as split `ml100k_uN`."""
   folder = Path(folder)
   data = textio.check_readable(folder / "u.data")
@@ -177,7 +211,8 @@ def build_ml100k_store(folder: str | os.PathLike, dest: str | os.PathLike, *,
   if (folder / "u.user").is_file():
     users = read_ml100k_users(folder / "u.user")
     sources.append((folder / "u.user", "users"))
-  store = _build(dest, "ml100k", iter_delimited_ratings(data, "\t", bad), bad, rating_scale=1,
+  read = lambda bad, odd: iter_delimited_ratings(data, "\t", bad, odd=odd)
+  store = _build(dest, "ml100k", data, read, bad, rating_scale=1,
                  rating_range=(1, 5), sources=sources, item_info=items, user_info=users,
                  min_user_ratings=min_user_ratings, min_item_ratings=min_item_ratings,
                  overwrite=overwrite, params={"source": "ml100k", "strict": strict})
@@ -238,7 +273,8 @@ def build_ml1m_store(folder: str | os.PathLike, dest: str | os.PathLike, *,
   if (folder / "users.dat").is_file():
     users = read_ml1m_users(folder / "users.dat")
     sources.append((folder / "users.dat", "users"))
-  return _build(dest, "ml1m", iter_delimited_ratings(ratings, "::", bad), bad, rating_scale=1,
+  read = lambda bad, odd: iter_delimited_ratings(ratings, "::", bad, odd=odd)
+  return _build(dest, "ml1m", ratings, read, bad, rating_scale=1,
                 rating_range=(1, 5), sources=sources, item_info=items, user_info=users,
                 min_user_ratings=min_user_ratings, min_item_ratings=min_item_ratings,
                 overwrite=overwrite, params={"source": "ml1m", "ratings_file": ratings.name,
@@ -257,8 +293,9 @@ def build_latest_store(folder: str | os.PathLike, dest: str | os.PathLike, *,
   if (folder / "movies.csv").is_file():
     items = read_latest_movies(folder / "movies.csv")
     sources.append((folder / "movies.csv", "items"))
-  chunks = iter_delimited_ratings(ratings, ",", bad, header=True, half_stars=True)
-  return _build(dest, "ml_latest", chunks, bad, rating_scale=2, rating_range=(0.5, 5.0),
+  read = lambda bad, odd: iter_delimited_ratings(ratings, ",", bad, header=True,
+                                                 half_stars=True, odd=odd)
+  return _build(dest, "ml_latest", ratings, read, bad, rating_scale=2, rating_range=(0.5, 5.0),
                 sources=sources, item_info=items, user_info=None,
                 min_user_ratings=min_user_ratings, min_item_ratings=min_item_ratings,
                 overwrite=overwrite, params={"source": "ml_latest", "strict": strict})

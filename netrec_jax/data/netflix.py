@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from netrec_jax.data import textio
-from netrec_jax.data.builder import BadLines, StoreBuilder, worker_threads
-from netrec_jax.data.errors import DataError
+from netrec_jax.data.builder import BadLines, StoreBuilder, duplicate_with_lines, worker_threads
+from netrec_jax.data.errors import DataError, DuplicateRating
 from netrec_jax.data.store import RatingStore, remove_tree
 
 TITLE_FILES = ("movie_titles.txt", "movie_titles.csv")
@@ -48,7 +48,7 @@ def read_movie_titles(path: str | os.PathLike, bad: BadLines | None = None) -> p
   """movie_titles: `original_id`, `year` (null for NULL), `title` (commas kept)."""
   path = Path(path)
   bad = bad or BadLines()
-  ids, years, titles = [], [], []
+  ids, years, titles, line_nos = [], [], [], []
   for first, lines in textio.iter_lines(path, encoding="latin-1"):
     numbers = textio.line_numbers(first, len(lines))
     blank = pc.equal(pc.utf8_length(lines), 0).to_numpy(zero_copy_only=False)
@@ -64,16 +64,27 @@ def read_movie_titles(path: str | os.PathLike, bad: BadLines | None = None) -> p
     ids.append(movie_id[keep])
     years.append(np.where(is_null.to_numpy(zero_copy_only=False), 0, year)[keep])
     titles.append(title_s.filter(pa.array(keep)))
+    line_nos.append(numbers[keep])
   ids_np, years_np = np.concatenate(ids), np.concatenate(years)
-  if len(np.unique(ids_np)) != len(ids_np):
-    raise DataError(path, "movie ids are not unique")
+  uniq, counts = np.unique(ids_np, return_counts=True)
+  if (counts > 1).any():
+    numbers = np.concatenate(line_nos)
+    movie = uniq[np.argmax(counts > 1)]
+    first, second = numbers[np.flatnonzero(ids_np == movie)[:2]]
+    raise DataError(path, f"movie id {movie} is listed more than once (first at line {first})",
+                    line=int(second))
   return pa.table({"original_id": ids_np.astype(np.int64),
                    "title": pa.concat_arrays([t.cast(pa.string()) for t in titles]),
                    "year": pa.array(years_np, mask=years_np == 0, type=pa.int32())})
 
 
+def _looks_like_header(raw: bytes) -> bool:
+  return raw.rstrip().endswith(b":")
+
+
 def _iter_blocks(path: Path, what: str, data: pa.Buffer | None = None, first_line: int = 1,
-                 state: dict[str, int] | None = None
+                 state: dict[str, int] | None = None, bad: BadLines | None = None,
+                 odd: BadLines | None = None
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, pa.Array]]:
   """(line numbers, movie id per line or -1, data lines) for a `MOVIE_ID:`-block file.
 
@@ -81,7 +92,8 @@ def _iter_blocks(path: Path, what: str, data: pa.Buffer | None = None, first_lin
   movie in effect at its start and is left at the movie in effect at its end.
   """
   current_movie = state["movie"] if state else -1
-  for first, lines in textio.iter_lines(path, data=data, first_line=first_line):
+  for first, lines in textio.iter_lines(path, data=data, first_line=first_line, bad=bad,
+                                       odd=odd, keep_undecodable=_looks_like_header):
     numbers = textio.line_numbers(first, len(lines))
     lines_np_blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(lines)), 0)
     is_header = pc.ends_with(pc.utf8_trim_whitespace(lines), ":").to_numpy(zero_copy_only=False)
@@ -92,7 +104,8 @@ def _iter_blocks(path: Path, what: str, data: pa.Buffer | None = None, first_lin
       ok = pc.match_substring_regex(text, r"^\d{1,9}$").to_numpy(zero_copy_only=False)
       if not ok.all():
         k = int(np.flatnonzero(~ok)[0])
-        raise DataError(path, f"malformed movie header {lines[int(header_pos[k])]!s:.40}; the "
+        shown = repr(str(lines[int(header_pos[k])]))[:42]
+        raise DataError(path, f"malformed movie header {shown}; the "
                         f"{what} after it cannot be attributed to a movie",
                         line=int(numbers[header_pos[k]]))
       header_ids = pc.cast(text, pa.int64()).to_numpy(zero_copy_only=False)
@@ -175,7 +188,8 @@ def _parse_fast(data: pa.Buffer, n_headers: int, n_lines: int
   """Typed pyarrow CSV parse of a clean run of lines; None if irregular.
 
   Single-threaded: runs are parsed in parallel, one per worker thread, which measured faster
-  on 2 cores than one multi-threaded parse at a time. Header lines come back as invalid rows and are skipped (`_scan_headers` placed them); any
+  on 2 cores than one multi-threaded parse at a time. Header lines come back as invalid rows
+  and are skipped (`_scan_headers` placed them); any
   other irregularity (a stray field, a non-number, a blank line) returns None and the run
   goes through `_parse_exact` for precise messages.
   """
@@ -223,9 +237,10 @@ class _LineNumbers:
 
 
 def _parse_exact(path: Path, bad: BadLines, data: pa.Buffer | None = None, first_line: int = 1,
-                 state: dict[str, int] | None = None) -> Iterator[tuple[np.ndarray, ...]]:
+                 state: dict[str, int] | None = None, odd: BadLines | None = None
+                 ) -> Iterator[tuple[np.ndarray, ...]]:
   """Line-by-line (vectorised) parse that names every bad line; used for irregular runs."""
-  for numbers, movie, lines in _iter_blocks(path, "ratings", data, first_line, state):
+  for numbers, movie, lines in _iter_blocks(path, "ratings", data, first_line, state, bad, odd):
     (user_s, rating_s, date_s), ok = textio.split_fields(lines, ",", 3, numbers, bad, path)
     numbers, movie, lines = numbers[ok], movie[ok], lines.filter(pa.array(ok))
     user, user_ok = textio.parse_ints(user_s, numbers, bad, path, "customer id", lines)
@@ -238,7 +253,8 @@ def _parse_exact(path: Path, bad: BadLines, data: pa.Buffer | None = None, first
     yield numbers[good], movie[good], user[good], rating[good], days[good], lines
 
 
-def _parse_rating_file(path: Path, bad: BadLines) -> Iterator[tuple[Any, ...]]:
+def _parse_rating_file(path: Path, bad: BadLines, odd: BadLines | None = None
+                       ) -> Iterator[tuple[Any, ...]]:
   """(line numbers, movie, user, rating, days, lines or None) chunks of one rating file.
 
   Plain files are read in runs of whole lines; each clean run takes the typed fast path and
@@ -247,7 +263,7 @@ def _parse_rating_file(path: Path, bad: BadLines) -> Iterator[tuple[Any, ...]]:
   stored (pyarrow releases the GIL while it parses).
   """
   if path.suffix in (".gz", ".bz2"):
-    yield from _parse_exact(path, bad)
+    yield from _parse_exact(path, bad, odd=odd)
     return
 
   def prepare(run: tuple[bytearray, int]) -> tuple[Any, ...]:
@@ -279,24 +295,42 @@ def _parse_rating_file(path: Path, bad: BadLines) -> Iterator[tuple[Any, ...]]:
       if len(ids):
         state["movie"] = int(ids[-1])
       first_line += n_lines
+  if first_line > 1:
+    textio.check_line_end(path, first_line - 1, bad, odd)
+
+
+# Lines that parse but look odd: kept (and counted by reason in the store's meta.odd_lines),
+# since the Prize data has them (ratings dated before the listed release year: re-releases,
+# festival showings, wrong years) and dropping them silently changes the data set.
+BEFORE_RELEASE = "rating dated before the movie's release year"
+BEFORE_RELEASE_DROPPED = BEFORE_RELEASE + " (dropped: data.drop_before_release)"
+FUTURE_DATE = "date is in the future"
+NO_TITLE = "movie has no entry in the titles file"
 
 
 def iter_rating_file(path: str | os.PathLike, bad: BadLines,
                      movie_year: Callable[[np.ndarray], np.ndarray] | None = None,
-                     latest_date: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-  """Parses one raw rating file into chunks; bad lines are reported (fatal in strict mode)."""
+                     latest_date: int | None = None, odd: BadLines | None = None,
+                     drop_before_release: bool = False, with_lines: bool = False
+                     ) -> Iterator[dict[str, np.ndarray]]:
+  """Parses one raw rating file into chunks; bad lines are reported (fatal in strict mode).
+
+  movie_year(movie ids): release year, 0 where unknown (NULL), -1 for a movie the titles
+  file does not list. Odd lines (see above) are counted in `odd` and kept, except dated
+  before release with `drop_before_release`. with_lines: chunks carry "line" numbers too.
+  """
   path = textio.check_readable(path)
+  odd = odd if odd is not None else BadLines()
   latest_date = latest_date if latest_date is not None else int(
       np.datetime64("today", "D").astype(np.int64))
   year_start = (np.arange(1850, 2101) - 1970).astype("datetime64[Y]").astype(
       "datetime64[D]").astype(np.int64)
 
-  def first_day(movie: np.ndarray) -> np.ndarray:
+  def first_day(year: np.ndarray) -> np.ndarray:
     """The first day a rating of each movie may have (its release year's January 1st)."""
-    year = movie_year(movie)
     return np.where(year > 0, year_start[np.clip(year, 1850, 2100) - 1850], -(1 << 30))
 
-  for numbers, movie, user, rating, days, lines in _parse_rating_file(path, bad):
+  for numbers, movie, user, rating, days, lines in _parse_rating_file(path, bad, odd):
     if len(user) == 0:
       continue
     # Whole-chunk checks first: a clean chunk (the usual case) needs no per-row masks.
@@ -304,14 +338,21 @@ def iter_rating_file(path: str | os.PathLike, bad: BadLines,
              and days.max() <= latest_date)
     if clean and movie_year is not None:
       run_starts = np.flatnonzero(np.concatenate(([True], movie[1:] != movie[:-1])))
-      clean = bool((np.minimum.reduceat(days, run_starts)
-                    >= first_day(movie[run_starts])).all())
+      run_years = movie_year(movie[run_starts])
+      clean = bool((run_years >= 0).all() and (np.minimum.reduceat(days, run_starts)
+                                               >= first_day(run_years)).all())
     if clean:
-      yield {"user_id": user, "item_id": movie, "rating": rating, "date": days}
+      chunk = {"user_id": user, "item_id": movie, "rating": rating, "date": days}
+      if with_lines:
+        chunk["line"] = np.asarray(numbers[np.arange(len(user))])
+      yield chunk
       continue
 
-    def reject(mask: np.ndarray, reason: str) -> None:
+    def reject(mask: np.ndarray, reason: str, numbers=numbers, lines=lines) -> None:
       textio.report_bad(bad, path, mask, numbers, lines, reason)
+
+    def note(mask: np.ndarray, reason: str, numbers=numbers, lines=lines) -> None:
+      textio.report_bad(odd, path, mask, numbers, lines, reason)
 
     good = movie >= 0
     reject(~good, "rating line before any 'MOVIE_ID:' header")
@@ -320,14 +361,19 @@ def iter_rating_file(path: str | os.PathLike, bad: BadLines,
     good &= in_range
     reject(good & (user <= 0), "customer id must be positive")
     good &= user > 0
-    reject(good & (days > latest_date), "date is in the future")
-    good &= days <= latest_date
+    note(good & (days > latest_date), FUTURE_DATE)
     if movie_year is not None:
-      early = good & (days < first_day(movie))
-      reject(early, "rating dated before the movie's release year")
-      good &= ~early
-    yield {"user_id": user[good], "item_id": movie[good], "rating": rating[good].astype(np.int32),
-           "date": days[good].astype(np.int32)}
+      year = movie_year(movie)
+      note(good & (year < 0), NO_TITLE)
+      early = good & (days < first_day(year))
+      note(early, BEFORE_RELEASE_DROPPED if drop_before_release else BEFORE_RELEASE)
+      if drop_before_release:
+        good &= ~early
+    chunk = {"user_id": user[good], "item_id": movie[good],
+             "rating": rating[good].astype(np.int32), "date": days[good].astype(np.int32)}
+    if with_lines:
+      chunk["line"] = np.asarray(numbers[good])
+    yield chunk
 
 
 def read_probe(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -350,46 +396,57 @@ def build_netflix_store(root: str | os.PathLike | None, dest: str | os.PathLike,
                         titles_file: str | os.PathLike | None = None,
                         min_user_ratings: int = 25, min_item_ratings: int = 0,
                         strict: bool = False, overwrite: bool = False,
+                        drop_before_release: bool = False,
                         progress: Callable[[int, int], None] | None = None) -> RatingStore:
   """Netflix Prize folder (or explicit files) -> store. Users under 25 ratings dropped by default.
 
-  If probe.txt is present, the `netflix_probe` split is saved with the store.
+  Ratings dated before their movie's release year are kept (and counted in meta.odd_lines)
+  unless drop_before_release. If probe.txt is present, the `netflix_probe` split is saved
+  with the store.
   """
   files = find_files(root) if root is not None else {"ratings": [], "titles": None, "probe": None}
   ratings = [Path(p) for p in rating_files] if rating_files else files["ratings"]
   titles = Path(titles_file) if titles_file else files["titles"]
-  bad = BadLines(strict=strict)
+  bad, odd = BadLines(strict=strict), BadLines()
   info = read_movie_titles(titles, bad) if titles is not None else None
   movie_year = None
   if info is not None:
     ids = info.column("original_id").to_numpy()
     years = info.column("year").fill_null(0).to_numpy()
-    table = np.zeros(int(ids.max()) + 2, np.int64)
+    table = np.full(int(ids.max()) + 2, -1, np.int64)  # -1: not in the titles file
     table[ids] = years
 
     def movie_year(movie: np.ndarray) -> np.ndarray:
       inside = (movie >= 0) & (movie < len(table))
-      return np.where(inside, table[np.where(inside, movie, 0)], 0)
+      return np.where(inside, table[np.where(inside, movie, 0)], -1)
 
   total_bytes = sum(textio.check_readable(p).stat().st_size for p in ratings)
   params = {"source": "netflix", "min_user_ratings": min_user_ratings,
-            "min_item_ratings": min_item_ratings, "strict": strict}
-  with StoreBuilder(dest, name="netflix", rating_scale=1, rating_range=(1, 5),
-                    min_user_ratings=min_user_ratings, min_item_ratings=min_item_ratings,
-                    overwrite=overwrite, build_params=params) as builder:
-    builder.bad_lines = bad
-    done_bytes = 0
-    for path in ratings:
-      builder.add_source(path, role="ratings")
-      for chunk in iter_rating_file(path, bad, movie_year):
-        builder.add(chunk["user_id"], chunk["item_id"], chunk["rating"], chunk["date"])
-      done_bytes += path.stat().st_size
-      if progress is not None:
-        progress(done_bytes, total_bytes)
-    if titles is not None:
-      builder.add_source(titles, role="titles")
-      builder.set_item_info(info)
-    store = builder.finish()
+            "min_item_ratings": min_item_ratings, "strict": strict,
+            "drop_before_release": drop_before_release}
+  try:
+    with StoreBuilder(dest, name="netflix", rating_scale=1, rating_range=(1, 5),
+                      min_user_ratings=min_user_ratings, min_item_ratings=min_item_ratings,
+                      overwrite=overwrite, build_params=params) as builder:
+      builder.bad_lines, builder.odd_lines = bad, odd
+      builder.extra_filters = {"drop_before_release": True} if drop_before_release else {}
+      done_bytes = 0
+      for path in ratings:
+        builder.add_source(path, role="ratings")
+        for chunk in iter_rating_file(path, bad, movie_year, odd=odd,
+                                      drop_before_release=drop_before_release):
+          builder.add(chunk["user_id"], chunk["item_id"], chunk["rating"], chunk["date"])
+        done_bytes += path.stat().st_size
+        if progress is not None:
+          progress(done_bytes, total_bytes)
+      if titles is not None:
+        builder.add_source(titles, role="titles")
+        builder.set_item_info(info)
+      store = builder.finish()
+  except DuplicateRating as e:
+    reread = lambda path: lambda: iter_rating_file(
+        path, BadLines(), movie_year, drop_before_release=drop_before_release, with_lines=True)
+    raise duplicate_with_lines(e, [(path, reread(path)) for path in ratings]) from None
   if files.get("probe") is not None:
     from netrec_jax.data import splits  # local: splits reads probe files through this module
     try:
@@ -447,8 +504,9 @@ def write_netflix_files(store: RatingStore, out_dir: str | os.PathLike, *, n_fil
           f.write(body[starts[j]:starts[j + 1]])
     written.append(path)
   titles = out / "movie_titles.txt"
-  years = items.column("year").to_pylist() if "year" in items.column_names else [None] * len(item_ids)
-  names = items.column("title").to_pylist() if "title" in items.column_names else [""] * len(item_ids)
+  columns = items.column_names
+  years = items.column("year").to_pylist() if "year" in columns else [None] * len(item_ids)
+  names = items.column("title").to_pylist() if "title" in columns else [""] * len(item_ids)
   with open(titles, "w", encoding="latin-1", newline="\n") as f:
     for movie, year, title in zip(item_ids, years, names):
       f.write(f"{movie},{'NULL' if year is None else year},{title or ''}\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -38,27 +38,46 @@ def check_readable(path: str | os.PathLike) -> Path:
 
 def iter_lines(path: str | os.PathLike, encoding: str = "utf8", skip_header: bool = False,
                block_bytes: int = BLOCK_BYTES, data: pa.Buffer | None = None,
-               first_line: int = 1) -> Iterator[tuple[int, pa.StringArray]]:
+               first_line: int = 1, bad: BadLines | None = None,
+               odd: BadLines | None = None,
+               keep_undecodable: Callable[[bytes], bool] | None = None
+               ) -> Iterator[tuple[int, pa.StringArray]]:
   """Yields (line number of the first line, lines) batches; .gz/.bz2 are decompressed.
 
   With `data`, the lines are read from that buffer (a piece of `path` starting at line
   `first_line`) and `path` only names the file in messages.
+
+  A line that is not valid `encoding` text is reported to `bad` (fatal in strict mode) and
+  yielded empty, so one bad byte costs one line, not the file; without `bad` it is an error.
+  Lines for which `keep_undecodable(raw bytes)` is true are yielded with replacement
+  characters instead, for the caller to reject (a damaged Netflix movie header must not be
+  skipped: the ratings after it would land on the previous movie). A UTF-8 byte-order mark
+  is dropped. With `bad` or `odd`, a plain file whose last line has no line end is reported:
+  fatal in strict mode (the file looks truncated), else counted in `odd`.
   """
-  path = check_readable(path) if data is None else Path(path)
+  if data is None:
+    path = check_readable(path)
+    _check_text_encoding(path, encoding)
+  else:
+    path = Path(path)
   read = pacsv.ReadOptions(column_names=["line"], block_size=block_bytes, encoding=encoding,
                            skip_rows=1 if skip_header else 0, use_threads=True)
   parse = pacsv.ParseOptions(delimiter="\x1f", quote_char=False, escape_char=False,
                              ignore_empty_lines=False, newlines_in_values=False)
-  convert = pacsv.ConvertOptions(column_types={"line": pa.string()}, strings_can_be_null=False,
+  # Binary, not string: the reader would reject a whole block for one undecodable byte.
+  convert = pacsv.ConvertOptions(column_types={"line": pa.binary()}, strings_can_be_null=False,
                                  quoted_strings_can_be_null=False, null_values=[])
   first = first_line + (1 if skip_header else 0)
+  start = first
   try:
     stream = (pa.input_stream(str(path), compression="detect") if data is None
               else pa.BufferReader(data))
     reader = pacsv.open_csv(stream, read_options=read, parse_options=parse,
                             convert_options=convert)
     for batch in reader:
-      lines = batch.column(0)
+      lines = _decode_lines(batch.column(0), path, first, encoding, bad, keep_undecodable)
+      if first == 1 and len(lines) and lines[0].as_py().startswith("\ufeff"):
+        lines = pa.concat_arrays([pa.array([lines[0].as_py()[1:]], pa.string()), lines[1:]])
       yield first, lines
       first += len(lines)
   except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError) as e:
@@ -66,6 +85,96 @@ def iter_lines(path: str | os.PathLike, encoding: str = "utf8", skip_header: boo
     raise DataError(path, f"cannot read as {encoding} text lines at or after line {first}; "
                     f"file truncated, corrupt or in another format "
                     f"({str(e).splitlines()[0]})") from None
+  if data is None and first > start and (bad is not None or odd is not None):
+    check_line_end(path, first - 1, bad, odd)
+
+
+NO_LINE_END = "last line has no line end (the file may be truncated)"
+
+
+def check_line_end(path: Path, last_line: int, bad: BadLines | None,
+                   odd: BadLines | None) -> None:
+  """A plain file must end with a newline: a cut-off last line may still parse (a u.data
+  timestamp cut to 88125 is a valid date in 1970), so only the missing line end shows it."""
+  if path.suffix in (".gz", ".bz2") or path.stat().st_size == 0:
+    return
+  with open(path, "rb") as f:
+    f.seek(-1, os.SEEK_END)
+    if f.read(1) == b"\n":
+      return
+  if bad is not None and bad.strict:
+    bad.add(path, [last_line], NO_LINE_END)
+  elif odd is not None:
+    odd.add(path, [last_line], NO_LINE_END)
+
+
+def _decode_lines(raw: pa.Array, path: Path, first: int, encoding: str, bad: BadLines | None,
+                  keep_undecodable: Callable[[bytes], bool] | None) -> pa.StringArray:
+  """Binary lines as strings; undecodable ones reported (and emptied) one by one."""
+  try:
+    return raw.cast(pa.string())
+  except pa.ArrowInvalid:
+    pass
+  # Only lines with a byte >= 0x80 can be invalid UTF-8: find those, decode them in Python.
+  offsets = np.frombuffer(raw.buffers()[1], np.int32)[raw.offset:raw.offset + len(raw) + 1]
+  data = np.frombuffer(raw.buffers()[2], np.uint8)
+  high = np.flatnonzero(data[offsets[0]:offsets[-1]] >= 0x80) + offsets[0]
+  candidates = np.unique(np.searchsorted(offsets, high, side="right") - 1)
+  texts = {}
+  for k in candidates.tolist():
+    line = raw[k].as_py()
+    try:
+      line.decode("utf-8")
+      continue
+    except UnicodeDecodeError as e:
+      problem = (f"line is not valid {encoding} text (byte 0x{line[e.start]:02x} at column "
+                 f"{e.start + 1})")
+    if keep_undecodable is not None and keep_undecodable(line):
+      texts[k] = line.decode("utf-8", errors="replace")
+      continue
+    shown = line.decode("utf-8", errors="backslashreplace")[:80]
+    if bad is None:
+      raise DataError(path, f"{problem}; is the file in another encoding?", line=first + k)
+    bad.add(path, [first + k], problem, texts=[shown])
+    texts[k] = ""
+  if not texts:
+    return raw.cast(pa.string())
+  mask = np.zeros(len(raw), bool)
+  mask[list(texts)] = True
+  replacements = pa.array([texts[k].encode() for k in sorted(texts)], pa.binary())
+  return pc.replace_with_mask(raw, pa.array(mask), replacements).cast(pa.string())
+
+
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
+         (b"\xff\xfe", "UTF-16-LE"), (b"\xfe\xff", "UTF-16-BE"))
+
+
+def _check_text_encoding(path: Path, encoding: str) -> None:
+  """UTF-16/32 text (or binary data) named as such, instead of failing somewhere inside."""
+  try:
+    with pa.input_stream(str(path), compression="detect") as f:
+      head = f.read(4096)
+  except (pa.ArrowInvalid, OSError, EOFError):
+    return  # the reader reports a damaged stream with its line
+  for bom, name in _BOMS:
+    if head.startswith(bom):
+      raise DataError(path, f"cannot read as {encoding} text lines: the file is {name} encoded "
+                      f"(byte-order mark {bom.hex(' ').upper()}); convert it to UTF-8, e.g. "
+                      f"iconv -f {name} -t UTF-8")
+  if b"\x00" not in head:
+    return
+  even, odd = head[0::2].count(0), head[1::2].count(0)
+  half = max(1, len(head) // 2)
+  if odd > 0.3 * half and even == 0:
+    name = "UTF-16-LE"
+  elif even > 0.3 * half and odd == 0:
+    name = "UTF-16-BE"
+  else:
+    raise DataError(path, f"cannot read as {encoding} text lines: the file has NUL bytes "
+                    "(binary data, or text in UTF-16/UTF-32?)")
+  raise DataError(path, f"cannot read as {encoding} text lines: the file looks {name} encoded "
+                  f"(every other byte is NUL); convert it to UTF-8, e.g. iconv -f {name} -t "
+                  "UTF-8")
 
 
 def line_numbers(first: int, n: int) -> np.ndarray:
@@ -86,7 +195,7 @@ def report_bad(bad: BadLines, path: Path, mask: np.ndarray, numbers: np.ndarray,
 
 
 def parse_ints(strings: pa.Array, numbers: np.ndarray, bad: BadLines, path: Path, what: str,
-               lines: pa.Array, dtype=pa.int64(),
+               lines: pa.Array, dtype=pa.int64(),  # noqa: B008 (an immutable type)
                active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Casts strings to integers; returns (values, ok) and reports the lines that are not.
 

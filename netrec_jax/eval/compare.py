@@ -94,7 +94,7 @@ def _entry_config(entry: str, config):
   overrides = model_overrides(config.compare.model_overrides)
   for field, value in overrides.get(base, []) + (overrides.get(entry, []) if entry != base
                                                  else []):
-    configs.set_field(run_config, field, value)
+    configs.set_field(run_config, field, value, what=f"compare.model_overrides {entry!r}")
   return run_config
 
 

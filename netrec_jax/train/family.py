@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 import ml_collections
 
-from netrec_jax import configs
+from netrec_jax import config_checks, configs
 
 # model name -> module holding its family (imported on first use: each pulls in its deps).
 FAMILIES: dict[str, str] = {
@@ -158,6 +158,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   fam = family(config.model.name)
   check_fields(config)
   configs.fill_defaults(config, fam.defaults(config.model.name))
+  config_checks.validate_ranges(config)
   if fam.trains:
     for field in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
       if config.train[field] <= 0:
@@ -175,7 +176,7 @@ def check_fields(config: ml_collections.ConfigDict, extra_models: tuple[str, ...
   unread = [field for field in configs.changed_fields(config)
             if not any(field == p or field.startswith(p + ".") for p in read)]
   if unread:
-    raise ValueError(
+    raise config_checks.ConfigError(
         f"config field{'s' if len(unread) > 1 else ''} {', '.join(unread)} "
         f"{'are' if len(unread) > 1 else 'is'} not read by model {config.model.name!r} "
         f"({family(config.model.name).name} family): remove "

@@ -300,9 +300,12 @@ def run_meta(workdir: str | os.PathLike, which: str = "best") -> tuple[dict[str,
     return saved, "saved"
   checkpoints = ckpt_lib.Checkpoints(workdir)
   try:
-    if not checkpoints.has(which):
-      which = "latest"
-    meta = checkpoints.read_meta(which)
+    meta = None
+    if checkpoints.has(which) or checkpoints.has("latest"):
+      # A damaged checkpoint (bad checksum, unreadable meta) gives way to the other series
+      # when that one verifies; otherwise the error names the file.
+      which = checkpoints.choose(which)
+      meta = checkpoints.read_meta(which)
   finally:
     checkpoints.close()
   if meta is None:
@@ -338,8 +341,8 @@ def load_recommender(workdir: str | os.PathLike, config: ml_collections.ConfigDi
         f"{workdir}: checkpoint was trained on store {meta['store_fingerprint']}, but its "
         f"config now builds {setup.store.fingerprint}")
   checkpoints = ckpt_lib.Checkpoints(workdir)
-  try:
-    tree, meta = checkpoints.restore(which, fam.abstract(setup))
+  try:  # restore checks checksums and finite values; a damaged `which` gives way
+    tree, meta, which = checkpoints.restore_verified(which, fam.abstract(setup))
   finally:
     checkpoints.close()
   return fam.recommender(setup, tree, which, meta)
