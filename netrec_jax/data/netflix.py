@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from netrec_jax.data import textio
+from netrec_jax.data import splits, textio
 from netrec_jax.data.builder import BadLines, StoreBuilder, duplicate_with_lines, worker_threads
 from netrec_jax.data.errors import DataError, DuplicateRating
 from netrec_jax.data.store import RatingStore, remove_tree
@@ -391,6 +391,15 @@ def read_probe(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
   return np.concatenate(movies), np.concatenate(users)
 
 
+def netflix_probe_split(store: RatingStore, probe_path: str | os.PathLike) -> splits.Split:
+  """The Prize's probe set as the test part (training = everything else)."""
+  movies, customers = read_probe(probe_path)
+  filtered = any(store.meta.get("filters", {}).values())
+  return splits.from_test_pairs(store, customers, movies, name="netflix_probe",
+                                protocol="netflix_probe", source=probe_path,
+                                skip_filtered=filtered)
+
+
 def build_netflix_store(root: str | os.PathLike | None, dest: str | os.PathLike, *,
                         rating_files: Sequence[str | os.PathLike] | None = None,
                         titles_file: str | os.PathLike | None = None,
@@ -448,9 +457,8 @@ def build_netflix_store(root: str | os.PathLike | None, dest: str | os.PathLike,
         path, BadLines(), movie_year, drop_before_release=drop_before_release, with_lines=True)
     raise duplicate_with_lines(e, [(path, reread(path)) for path in ratings]) from None
   if files.get("probe") is not None:
-    from netrec_jax.data import splits  # local: splits reads probe files through this module
     try:
-      splits.save_split(store, splits.netflix_probe_split(store, files["probe"]))
+      splits.save_split(store, netflix_probe_split(store, files["probe"]))
     except BaseException:
       remove_tree(store.path)  # a store without the split its folder promises is not kept
       raise

@@ -241,14 +241,6 @@ def from_test_pairs(store: RatingStore, user_ids: np.ndarray, item_ids: np.ndarr
   return Split(name=name, protocol=protocol, assignment=assignment, params=params)
 
 
-def netflix_probe_split(store: RatingStore, probe_path: str | os.PathLike) -> Split:
-  from netrec_jax.data import netflix
-  movies, customers = netflix.read_probe(probe_path)
-  filtered = any(store.meta.get("filters", {}).values())
-  return from_test_pairs(store, customers, movies, name="netflix_probe", protocol="netflix_probe",
-                         source=probe_path, skip_filtered=filtered)
-
-
 # ------------------------------------------------------------------------- stats and files
 def cold_start_stats(store: RatingStore, split: Split) -> dict[str, Any]:
   """How many test ratings have a user or item with no training rating."""
