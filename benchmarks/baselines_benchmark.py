@@ -302,7 +302,7 @@ def main(argv):
     child_main(_CHILD.value)
     return
   from netrec_jax.data import datasets
-  from netrec_jax.eval.compare import BASELINES
+  from netrec_jax.compare import BASELINES
 
   unknown = [s for s in _SIZES.value if s not in SIZES] + [
       m for m in _MODELS.value if m not in MODELS]

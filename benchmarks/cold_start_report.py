@@ -22,7 +22,8 @@ sys.path.insert(0, str(REPO))
 
 from netrec_jax import configs  # noqa: E402
 from netrec_jax.data import datasets  # noqa: E402
-from netrec_jax.eval import cold_start, compare, evaluator  # noqa: E402
+from netrec_jax import compare  # noqa: E402
+from netrec_jax.eval import cold_start, evaluator  # noqa: E402
 from netrec_jax.progress import quiet_library_logs  # noqa: E402
 
 

@@ -212,7 +212,7 @@ def base_config() -> ml_collections.ConfigDict:
   # the store has at most 1M users) | always | never.
   config.eval.ranking = "auto"
 
-  # --- Comparison (launch.py --mode=compare; netrec_jax/eval/compare.py).
+  # --- Comparison (launch.py --mode=compare; netrec_jax/compare.py).
   config.compare = ml_collections.ConfigDict()
   # Comma-separated entries: a model name (trained with that model's defaults), an experiment
   # name (experiments/NAME.py: that experiment's tuned settings on this comparison's data and

@@ -65,7 +65,7 @@ def check(config: Any, mode: str = "train") -> None:
   """Refuses, before any work, a config field that the run would not read (naming it)."""
   from netrec_jax.train import family
   if mode == "compare" or config.compare.after_train:
-    from netrec_jax.eval import compare as compare_lib
+    from netrec_jax import compare as compare_lib
     family.check_fields(config, compare_lib.model_names(config))
   else:
     family.check_fields(config)
@@ -79,7 +79,7 @@ def train(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
   result = loop.train_and_evaluate(config, workdir)
   print(format_metrics(result))
   if config.compare.after_train:
-    from netrec_jax.eval import compare as compare_lib
+    from netrec_jax import compare as compare_lib
     compare_lib.compare(config, Path(workdir) / "comparison",
                         runs={config.model.name: workdir})
     print((Path(workdir) / "comparison" / "comparison.md").read_text())
@@ -98,7 +98,7 @@ def evaluate(config: Any, restore_from: str | os.PathLike, workdir: str | os.Pat
 
 def compare(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
   """Every configured model and baseline on one split; prints the comparison table."""
-  from netrec_jax.eval import compare as compare_lib
+  from netrec_jax import compare as compare_lib
   check(config, "compare")
   prepare(config, workdir)
   if config.compare.folds:

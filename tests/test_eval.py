@@ -149,7 +149,7 @@ def test_jax_als_fits_ratings_better_than_the_mean(store_and_split):
 def test_compare_writes_one_table_for_all_models(tmp_path):
   pytest.importorskip("surprise")
   pytest.importorskip("implicit")
-  from netrec_jax.eval import compare
+  from netrec_jax import compare
   config = tiny_config(tmp_path, n_users=400, n_items=150, n_ratings=16000)
   config.train.epochs = 2
   config.compare.models = "mf,surprise_baseline,implicit_als,jax_als"
@@ -204,7 +204,7 @@ def test_train_mode_ends_in_a_comparison_when_asked(tmp_path):
 
 
 def test_model_overrides_parse_and_reject_malformed():
-  from netrec_jax.eval.compare import model_overrides
+  from netrec_jax.compare import model_overrides
   assert model_overrides("hybrid:model.dropout=0.2,model.use_features=true;neumf:a.b=1") == {
       "hybrid": [("model.dropout", "0.2"), ("model.use_features", "true")],
       "neumf": [("a.b", "1")]}

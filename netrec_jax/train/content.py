@@ -23,14 +23,14 @@ CF weight n_i / (n_i + content.hybrid_shrinkage) with n_i the movie's training r
 movie nobody rated in training gets pure content, a popular one (almost) pure CF.
 
 Nothing is learned by gradient descent, so there are no orbax checkpoints: WORKDIR/
-content_model.json keeps the config, store fingerprint, vocabulary sizes and calibration, and
-load_recommender rebuilds the (deterministic) TF-IDF matrix from the store.
+saved_model.json (written by the loop) keeps the config, store fingerprint, vocabulary sizes
+and calibration, and load_recommender rebuilds the (deterministic) TF-IDF matrix from the
+store.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 from pathlib import Path
@@ -41,11 +41,10 @@ import scipy.sparse as sp
 
 from netrec_jax import configs
 from netrec_jax.data import datasets
-from netrec_jax.data.store import RatingStore, atomic_write_text
+from netrec_jax.data.store import RatingStore
 from netrec_jax.eval import evaluator
 from netrec_jax.train.family import Family, check_one_of
 
-MODEL_FILE = "content_model.json"
 MODES = ("content", "hybrid")
 PROFILE_WEIGHTINGS = ("centered", "rating")
 _YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
@@ -304,15 +303,14 @@ class HybridRecommender:
 
 
 # ------------------------------------------------------------------------------ the family
-def _cf_recommender(config, workdir: Path, cf_run: str | None):
+def _cf_recommender(config, workdir: Path, cf_run: str | None, runs):
   """The hybrid's CF model: restored from cf_run, else trained into WORKDIR/cf once.
 
-  Imported here, not at the top: the hybrid is the one place where a family uses another
-  (through the loop, as any run would)."""
-  from netrec_jax.train import loop
+  `runs` (train, load) is the loop's, handed in: the hybrid trains its CF model as any run
+  is trained, and this module never imports the loop."""
   if cf_run:
     run = Path(cf_run)
-    recommender = loop.load_recommender(run)
+    recommender = runs.load(run)
   else:
     run = workdir / "cf"
     name = config.content.cf_model
@@ -329,13 +327,14 @@ def _cf_recommender(config, workdir: Path, cf_run: str | None):
     if cf_config.model.name == "content":
       raise ValueError("content.cf_model must be a CF model (e.g. mf), not content")
     if not (run / "final_metrics.json").is_file():
-      loop.train_and_evaluate(cf_config, run)
-    recommender = loop.load_recommender(run)
+      runs.train(cf_config, run)
+    recommender = runs.load(run)
   return recommender, str(run.resolve())
 
 
-def build(config, workdir: str | os.PathLike, saved: dict[str, Any] | None = None):
-  """The content (or hybrid) recommender of config; `saved` = content_model.json to reuse."""
+def build(config, workdir: str | os.PathLike, saved: dict[str, Any] | None = None,
+          runs=None):
+  """The content (or hybrid) recommender of config; `saved` = the run's saved_model.json."""
   store = datasets.open_or_build(config.data)
   split = datasets.make_split(store, config.split)
   if split is None:
@@ -350,7 +349,7 @@ def build(config, workdir: str | os.PathLike, saved: dict[str, Any] | None = Non
   if config.content.mode == "content":
     return content
   cf_run = saved["cf_run"] if saved else (config.content.cf_run or None)
-  cf, cf_run = _cf_recommender(config, Path(workdir), cf_run)
+  cf, cf_run = _cf_recommender(config, Path(workdir), cf_run, runs)
   if cf.store.fingerprint != store.fingerprint or cf.split.name != split.name:
     raise ValueError(f"hybrid: CF run {cf_run} was trained on {cf.store.name}/{cf.split.name}, "
                      f"not {store.name}/{split.name}")
@@ -359,12 +358,6 @@ def build(config, workdir: str | os.PathLike, saved: dict[str, Any] | None = Non
 
 def _content_of(recommender) -> ContentRecommender:
   return recommender.content if isinstance(recommender, HybridRecommender) else recommender
-
-
-def read_saved(workdir: str | os.PathLike) -> dict[str, Any] | None:
-  """WORKDIR/content_model.json of a content run (None for any other run)."""
-  path = Path(workdir) / MODEL_FILE
-  return json.loads(path.read_text()) if path.is_file() else None
 
 
 class ContentFamily(Family):
@@ -386,21 +379,22 @@ class ContentFamily(Family):
     if min(cfg.title_weight, cfg.year_weight, cfg.genre_weight, cfg.tag_weight) < 0:
       raise ValueError("content.*_weight must be >= 0")
 
-  def fit(self, config, workdir: Path) -> None:
-    """Builds the TF-IDF model (and the hybrid's CF model) and saves what rebuilds it."""
-    recommender = build(config, workdir)
+  def fit(self, config, workdir: Path, runs) -> dict[str, Any]:
+    """Builds the TF-IDF model (and the hybrid's CF model); what rebuilds it, for the loop
+    to save as the run's model file."""
+    recommender = build(config, workdir, runs=runs)
     content = _content_of(recommender)
     saved = {"config": config.to_dict(), "store_fingerprint": recommender.store.fingerprint,
              "split": recommender.split.name, "protocol": recommender.split.protocol,
              "vocabulary": content.vocab, "calibration": content.calibration,
              "cf_run": getattr(recommender, "cf_run", None), "epoch": 0, "step": 0}
-    atomic_write_text(Path(workdir) / MODEL_FILE, json.dumps(saved, indent=2) + "\n")
+    return saved
 
-  def load(self, workdir, config, saved: dict[str, Any]):
+  def load(self, workdir, config, saved: dict[str, Any], runs):
     """The saved model of a content run, rebuilt from the store (deterministic)."""
-    recommender = build(config, workdir, saved)
+    recommender = build(config, workdir, saved, runs)
     if recommender.store.fingerprint != saved["store_fingerprint"]:
-      raise ValueError(f"{Path(workdir) / MODEL_FILE}: built on store "
+      raise ValueError(f"{workdir}: built on store "
                        f"{saved['store_fingerprint']}, but the config now builds "
                        f"{recommender.store.fingerprint}")
     recommender.which, recommender.meta = "saved", {"epoch": 0, "step": 0}

@@ -16,7 +16,9 @@ plateau, the NaN window, metrics.jsonl, progress, final evaluation). A family su
   epoch_runner(setup)            a whole epoch its own way (the pair model's device scan)
   recommender(setup, tree, which, meta) -> the model behind the evaluator's interface
 
-A family that trains nothing (content) sets trains = False and supplies `fit` and `load`.
+A family that trains nothing (content) sets trains = False and supplies `fit(config, workdir,
+runs)` and `load(workdir, config, saved, runs)`; `runs` (train, load) lets it build on other
+runs (the hybrid's CF model) without importing the loop.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import copy
 import json
 import os
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,10 @@ from netrec_jax.train import checkpoint as ckpt_lib
 from netrec_jax.train import family as family_lib
 from netrec_jax.train import input_pipeline
 from netrec_jax.train.family import Family, Setup
+
+
+# What a family that trains nothing (content) saves instead of checkpoints: what rebuilds it.
+SAVED_MODEL = "saved_model.json"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -116,7 +121,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   workdir.mkdir(parents=True, exist_ok=True)
   t_start = time.time()
   if not fam.trains:
-    fam.fit(config, workdir)
+    if jax.process_index() == 0:
+      _write_json(workdir / SAVED_MODEL, fam.fit(config, workdir, RUNS))
     return _write_final(workdir, load_recommender(workdir), train_seconds=time.time() - t_start)
 
   # ---- Set up data, mesh and model.
@@ -293,11 +299,10 @@ def check_compatible(meta: dict[str, Any], config, fam: Family, fingerprint: str
 def run_meta(workdir: str | os.PathLike, which: str = "best") -> tuple[dict[str, Any], str]:
   """The saved meta (config, epoch, data) of a run's `which` checkpoint, else its latest.
 
-  A model that trains nothing (content) keeps its meta in the family's own file."""
-  from netrec_jax.train import content
-  saved = content.read_saved(workdir)
-  if saved is not None:
-    return saved, "saved"
+  A model that trains nothing (content) keeps its meta in WORKDIR/saved_model.json."""
+  saved = Path(workdir) / SAVED_MODEL
+  if saved.is_file():
+    return json.loads(saved.read_text()), "saved"
   checkpoints = ckpt_lib.Checkpoints(workdir)
   try:
     meta = None
@@ -334,7 +339,7 @@ def load_recommender(workdir: str | os.PathLike, config: ml_collections.ConfigDi
       saved.data, saved.mesh, saved.eval = config.data, config.mesh, config.eval
       saved.train.eval_batch_size = config.train.eval_batch_size
   if not fam.trains:
-    return fam.load(workdir, saved, meta)
+    return fam.load(workdir, saved, meta, RUNS)
   setup = fam.setup(saved, meta)
   if setup.store.fingerprint != meta["store_fingerprint"]:
     raise ckpt_lib.CheckpointError(
@@ -354,3 +359,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, restore_from: str | o
   recommender = load_recommender(restore_from, config, which)
   Path(workdir).mkdir(parents=True, exist_ok=True)
   return _write_final(Path(workdir), recommender, restored_from=str(restore_from))
+
+
+# How a family that builds on other runs (the content hybrid's CF model) trains and opens
+# them: handed to it, so no family imports the loop.
+RUNS = types.SimpleNamespace(train=train_and_evaluate, load=load_recommender)
