@@ -291,13 +291,14 @@ def changed_fields(config: ml_collections.ConfigDict) -> list[str]:
                 if name not in base or base[name] != value)
 
 
-def _parse(dotted: str, text: str, current: Any, field_type: type | None) -> Any:
+def _parse(text: str, current: Any, field_type: type | None) -> Any:
   kind = field_type or type(current)
+  wrong = lambda what: ValueError(f"{text!r} is not {what}")
+  if kind is bool:
+    if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
+      raise wrong("a boolean (true or false)")
+    return text.lower() in ("1", "true", "yes")
   try:
-    if kind is bool:
-      if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
-        raise ValueError
-      return text.lower() in ("1", "true", "yes")
     if kind is int:
       number = float(text)
       if not number.is_integer():
@@ -308,8 +309,8 @@ def _parse(dotted: str, text: str, current: Any, field_type: type | None) -> Any
     if kind in (tuple, list):
       return tuple(int(v) for v in text.split("x"))  # e.g. 128x64x32
   except ValueError:
-    raise ValueError(f"config field {dotted!r} is {kind.__name__}: cannot read {text!r}"
-                     ) from None
+    raise wrong({int: "an integer", float: "a number"}.get(
+        kind, "a tuple of integers such as 128x64x32")) from None
   return text
 
 
@@ -318,18 +319,18 @@ def set_field(config: ml_collections.ConfigDict, dotted: str, value: Any,
   """config.<dotted> = value; a string is parsed as the field's type (flags, sweeps,
   comparison variants and tests all set fields through here). An unknown field or an
   unreadable value is a ValueError naming it (and `what`, e.g. the sweep axis)."""
-  prefix = f"{what}: " if what else ""
+  prefix = f"{what}: " if what else f"config field {dotted!r}: "
   *parents, leaf = dotted.split(".")
   node = config
   for part in parents:
     if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
-      raise ValueError(f"{prefix}unknown config field {dotted!r}")
+      raise ValueError(f"{what + ': ' if what else ''}unknown config field {dotted!r}")
     node = node[part]
   if leaf not in node:
-    raise ValueError(f"{prefix}unknown config field {dotted!r}")
+    raise ValueError(f"{what + ': ' if what else ''}unknown config field {dotted!r}")
   if isinstance(value, str):
     try:
-      value = _parse(dotted, value.strip(), node[leaf], node.get_type(leaf))
+      value = _parse(value.strip(), node[leaf], node.get_type(leaf))
     except ValueError as e:
       raise ValueError(f"{prefix}{e}") from None
   with config.unlocked():

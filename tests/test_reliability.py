@@ -209,10 +209,22 @@ def test_launch_eval_of_a_damaged_checkpoint_is_one_line(trained_run, tmp_path):
   damaged = tmp_path / "damaged"
   shutil.copytree(run, damaged)
   rel = _damage(damaged, "flip")
+  # --mode=eval of a damaged best falls back to latest, which verifies, and says so.
   result = launch(*common, "--mode=eval", f"--restore_from={damaged}",
                   f"--workdir={tmp_path / 'eval'}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert rel in result.stderr and "using the latest checkpoint instead" in result.stderr
+  evaluated = json.loads((tmp_path / "eval" / "final_metrics.json").read_text())
+  assert evaluated["checkpoint"] == "latest" and np.isfinite(evaluated["test"]["rmse"])
+  # With both damaged there is nothing to fall back to: one line, no metrics written.
+  both = tmp_path / "both"
+  shutil.copytree(run, both)
+  _damage(both, "flip")
+  _damage(both, "flip", which="latest")
+  result = launch(*common, "--mode=eval", f"--restore_from={both}",
+                  f"--workdir={tmp_path / 'eval_both'}")
   assert_one_line_error(result, rel, "damaged")
-  assert not (tmp_path / "eval" / "final_metrics.json").exists()
+  assert not (tmp_path / "eval_both" / "final_metrics.json").exists()
   # The use modes (recommend, serve) fall back to the latest checkpoint, which verifies.
   from netrec_jax import use
   meta, which = use.checkpoint_meta(damaged)
@@ -384,13 +396,13 @@ def test_sweep_axes_are_checked():
     pipeline.parse_sweep(";")
   config = configs.base_config()
   with pytest.raises(ValueError, match="sweep axis 'optimizer.sparse_lr': 'abc' is not a number"):
-    pipeline._set_field(config, "optimizer.sparse_lr", "abc")
+    configs.set_field(config, "optimizer.sparse_lr", "abc", what="sweep axis 'optimizer.sparse_lr'")
   with pytest.raises(ValueError, match="sweep axis 'train.epochs': '2.5' is not an integer"):
-    pipeline._set_field(config, "train.epochs", "2.5")
+    configs.set_field(config, "train.epochs", "2.5", what="sweep axis 'train.epochs'")
   with pytest.raises(ValueError, match="'model.use_bias': 'maybe' is not a boolean"):
-    pipeline._set_field(config, "model.use_bias", "maybe")
+    configs.set_field(config, "model.use_bias", "maybe", what="sweep axis 'model.use_bias'")
   with pytest.raises(ValueError, match="unknown config field"):
-    pipeline._set_field(config, "optimizer.nope", "1")
+    configs.set_field(config, "optimizer.nope", "1", what="sweep axis 'optimizer.nope'")
 
 
 def test_launch_errors_are_one_line_unless_debug(tmp_path):
