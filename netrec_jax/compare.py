@@ -164,15 +164,18 @@ def compare(config: Any, workdir: str | os.PathLike,
     result = evaluator.evaluate(model, data, ks=ks, user_batch=config.eval.user_batch,
                                 sampled_negatives=config.eval.sampled_negatives,
                                 sampler=config.eval.negative_sampler,
-                                keep_predictions=True)
+                                keep_predictions=True, per_user=True)
     result.update(fit_seconds=fit_seconds, peak_traced_mb=peak / 2**20)
     results.append(result)
+  significance(results, ks, seed=config.seed)
+  write_per_user(results, workdir / "per_user")
   write_report(results, workdir, store, split, ks)
   _plot_predictions(results, data, workdir / "predicted_vs_true.png")
   _plot_error_by_activity(results, data, workdir / "error_by_user_activity.png")
   _plot_training_curves(workdir / "models", workdir / "training_curves.png")
   for r in results:
     r.pop("_predictions", None)
+    r.pop("_per_user", None)
   return results
 
 
@@ -229,6 +232,9 @@ def _row(result: dict[str, Any], ks: tuple[int, ...]) -> dict[str, Any]:
     row["sampled_ndcg@10"] = result["sampled"].get("ndcg@10")
   row["coverage@10"] = ranking.get("coverage@10", "n/a")
   row["popularity@10"] = ranking.get("popularity@10", "n/a")
+  for metric, s in result.get("significance", {}).items():
+    row[f"{metric}_ci95"] = f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]"
+    row[f"{metric}_p_vs_best"] = ("best" if s["is_best"] else s["p_vs_best_holm"])
   row["fit_s"] = result["fit_seconds"]
   row["predict_s"] = result["predict_seconds"]
   row["rank_s"] = result.get("ranking_seconds", "n/a")
@@ -236,6 +242,69 @@ def _row(result: dict[str, Any], ks: tuple[int, ...]) -> dict[str, Any]:
   if not rating.get("rmse"):
     row["note"] = rating.get("reason", "")
   return row
+
+
+def _tested_metrics(ks: tuple[int, ...]) -> tuple[str, ...]:
+  """The metrics that get intervals and paired tests in every comparison table."""
+  return ("rmse", "mae", *(f"{m}@{k}" for k in ks for m in ("recall", "ndcg")), "mrr")
+
+
+def significance(results: list[dict[str, Any]], ks: tuple[int, ...], seed: int = 0,
+                 n_resamples: int = 1000) -> None:
+  """Per-user paired bootstrap 95% intervals and sign-flip tests against the best model of
+  each metric (Holm-corrected over the table's models), into result["significance"].
+
+  Users are resampled, the same draws for every model (paired); RMSE and MAE resample each
+  user's summed errors and counts, so they stay rating-weighted.
+  """
+  from netrec_jax.eval import statistics
+  per_user: dict[str, dict[str, Any]] = {}
+  users: dict[str, dict[str, Any]] = {}
+  for r in results:
+    values = r.get("_per_user", {})
+    rating, ranking = values.get("rating"), values.get("ranking")
+    for metric in _tested_metrics(ks):
+      if metric in ("rmse", "mae") and rating is not None:
+        column = "sse" if metric == "rmse" else "sae"
+        per_user.setdefault(metric, {})[r["model"]] = statistics.ratio_values(
+            rating[column], rating["n"])
+        users.setdefault(metric, {})[r["model"]] = rating["users"]
+      elif ranking is not None and metric in ranking:
+        per_user.setdefault(metric, {})[r["model"]] = ranking[metric]
+        users.setdefault(metric, {})[r["model"]] = ranking["users"]
+  tested = {m: t for m, t in per_user.items() if len(t) >= 2}
+  if not tested:
+    return
+  table = statistics.compare_metrics(tested, users={m: users[m] for m in tested},
+                                     n_resamples=n_resamples, n_permutations=n_resamples,
+                                     seed=seed)
+  for r in results:
+    r["significance"] = {m: rows[r["model"]] for m, rows in table.items() if r["model"] in rows}
+
+
+def write_per_user(results: list[dict[str, Any]], folder: Path) -> None:
+  """Each model's per-user values as Parquet (user = the store's dense user index)."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  folder.mkdir(parents=True, exist_ok=True)
+  for r in results:
+    for part, values in r.get("_per_user", {}).items():
+      columns = {k: pa.array(np.asarray(v)) for k, v in values.items()}
+      name = r["model"].replace("/", "_")
+      pq.write_table(pa.table(columns), folder / f"{name}.{part}.parquet")
+
+
+def _significance_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  rows = []
+  for r in results:
+    for metric, s in r.get("significance", {}).items():
+      rows.append({"metric": metric, "model": r["model"], "estimate": s["estimate"],
+                   "ci95": f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]",
+                   "p_vs_best_holm": s["p_vs_best_holm"],
+                   "verdict": ("best" if s["is_best"] else "tied with best"
+                               if s["tied_with_best"] else "worse than best"),
+                   "n_users": s["n_users"]})
+  return sorted(rows, key=lambda x: (x["metric"], x["verdict"] != "best", x["model"]))
 
 
 def write_report(results: list[dict[str, Any]], workdir: Path, store, split,
@@ -253,7 +322,17 @@ def write_report(results: list[dict[str, Any]], workdir: Path, store, split,
             f"training items, relevant = {relevance}. Peak memory is what tracemalloc saw "
             "(Python and numpy allocations during fit).\n\n")
   md = workdir / "comparison.md"
-  md.write_text(header + md.read_text())
+  text = header + md.read_text()
+  sig = _significance_rows(results)
+  if sig:
+    report.write_table(workdir / "significance", sig)
+    text += ("\n## Intervals and tests\n\nPer-user paired bootstrap 95% intervals (1,000 "
+             "resamples of the test users, the same for every model); p: paired sign-flip "
+             "test of each model against the metric's best, Holm-corrected over the models. "
+             "**best** and every model *tied with best* (p >= 0.05) are marked; per-user "
+             "values are in per_user/*.parquet.\n\n")
+    text += (workdir / "significance.md").read_text().replace("| best |", "| **best** |")
+  md.write_text(text)
   serializable = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
   (workdir / "comparison.json").write_text(json.dumps(serializable, indent=2, default=float)
                                            + "\n")

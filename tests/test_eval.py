@@ -164,8 +164,25 @@ def test_compare_writes_one_table_for_all_models(tmp_path):
   md = (tmp_path / "cmp" / "comparison.md").read_text()
   assert "protocol **random_90_10_seed0**" in md and "not applicable" in md
   for name in ("comparison.png", "predicted_vs_true.png", "error_by_user_activity.png",
-               "training_curves.png", "comparison.csv", "comparison.json"):
+               "training_curves.png", "comparison.csv", "comparison.json", "significance.md"):
     assert (tmp_path / "cmp" / name).stat().st_size > 0, name
+  # Intervals and tests: point estimates equal the table's own metrics (computed another way,
+  # from the per-user values), intervals hold them, the best model is untested against itself.
+  for r in results:
+    sig = r["significance"]
+    assert ("rmse" in sig) == (r["rating"].get("applicable", True))
+    for metric, s in sig.items():
+      value = r["rating"][metric] if metric in ("rmse", "mae") else r["ranking"][metric]
+      assert s["estimate"] == pytest.approx(value, rel=1e-9), (r["model"], metric)
+      assert s["ci_low"] <= s["estimate"] <= s["ci_high"]
+      assert s["is_best"] or 0 <= s["p_vs_best_holm"] <= 1
+  best_rmse = min((r for r in results if "rmse" in r["significance"]),
+                  key=lambda r: r["rating"]["rmse"])
+  assert best_rmse["significance"]["rmse"]["is_best"]
+  assert "## Intervals and tests" in md and "| **best** |" in md
+  import pyarrow.parquet as pq
+  mf_users = pq.read_table(tmp_path / "cmp" / "per_user" / "mf.rating.parquet").to_pydict()
+  assert sum(mf_users["n"]) == by_name["mf"]["rating"]["n"]
 
 
 def test_jax_model_metrics_do_not_depend_on_device_count(tmp_path):

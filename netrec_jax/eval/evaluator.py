@@ -114,13 +114,15 @@ def ranking_protocol(split: Split) -> str:
 def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10, 20),
              ranking: bool = True, user_batch: int = 256, sampled_negatives: int = 0,
              sampler: str = "uniform", keep_predictions: bool = False,
-             rating: bool = True) -> dict[str, Any]:
+             rating: bool = True, per_user: bool = False) -> dict[str, Any]:
   """Rating and ranking metrics of `model` on data's split, labelled with the protocol.
 
   sampled_negatives > 0 adds the sampled protocol (NCF's loo_99neg with 99): each relevant
   test item ranked against that many items the user never rated, drawn with a fixed seed;
   sampler="popularity" draws them by training popularity (BERT4Rec's loo_pop100 with 100).
-  keep_predictions adds the clipped test predictions under "_predictions" (for plots).
+  keep_predictions adds the clipped test predictions under "_predictions" (for plots);
+  per_user adds each test user's values under "_per_user" (rating: sse, sae, n; ranking: every
+  ranking metric), what the comparison's intervals and paired tests resample.
   """
   store = data.store
   result: dict[str, Any] = {"model": model.name, "protocol": data.split.protocol,
@@ -136,6 +138,9 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
   else:
     pred = np.asarray(pred, np.float64)
     result["rating"] = metrics_lib.rating_metrics(pred, truth, store.rating_range)
+    if per_user:
+      result.setdefault("_per_user", {})["rating"] = metrics_lib.rating_errors_per_user(
+          users, pred, truth, store.rating_range)
     if keep_predictions:
       result["_predictions"] = np.clip(pred, *store.rating_range)
     if data.warm.any():
@@ -149,14 +154,17 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
     t0 = time.time()
     k_max = max(ks)
     accumulator = metrics_lib.RankingAccumulator(ks, coverage=True,
-                                                 item_popularity=data.item_popularity)
+                                                 item_popularity=data.item_popularity,
+                                                 per_user=per_user)
     test_users = np.flatnonzero(np.diff(data.relevant.indptr) > 0)
     for lo in range(0, len(test_users), user_batch):
       batch = test_users[lo:lo + user_batch]
       scores = np.asarray(model.score_items(batch), np.float64)
       topk = metrics_lib.topk_from_scores(scores, data.train_matrix[batch], k_max)
-      accumulator.update(topk, data.relevant[batch])
+      accumulator.update(topk, data.relevant[batch], users=batch)
     result["ranking"] = accumulator.result()
+    if per_user:
+      result.setdefault("_per_user", {})["ranking"] = accumulator.per_user_values()
     result["ranking"]["relevance"] = ("every test rating" if data.relevance_threshold is None
                                       else f"test rating >= {data.relevance_threshold:g}")
     result["ranking"]["protocol"] = ranking_protocol(data.split)
