@@ -300,7 +300,7 @@ def _significance_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for metric, s in r.get("significance", {}).items():
       rows.append({"metric": metric, "model": r["model"], "estimate": s["estimate"],
                    "ci95": f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]",
-                   "p_vs_best_holm": s["p_vs_best_holm"],
+                   "p_vs_best_holm": "" if s["is_best"] else s["p_vs_best_holm"],
                    "verdict": ("best" if s["is_best"] else "tied with best"
                                if s["tied_with_best"] else "worse than best"),
                    "n_users": s["n_users"]})
