@@ -210,7 +210,7 @@ def test_checkpoint_restore_reproduces_metrics_and_resume_continues(store_root, 
 @pytest.mark.parametrize("field,value,message", [
     ("graph.gcmc_accumulation", "mean", "must be stack or sum"),
     ("graph.valid_metric", "auc", "must look like recall@20"),
-    ("graph.dropout", 1.0, "dropout must be in"),
+    ("graph.dropout", 1.0, r"graph.dropout = 1.0 \(must be in \[0, 1\)\)"),
 ])
 def test_bad_graph_configs_give_clear_errors(store_root, field, value, message):
   config = graph_config(store_root, "gcmc", **{field: value})

@@ -299,6 +299,18 @@ def test_strict_rejects_a_u_data_cut_inside_the_timestamp(tmp_path):
   assert "truncated" in store.meta["odd_lines"]["examples"][0]["reason"]
 
 
+def test_strict_rejects_a_gzipped_file_cut_inside_its_last_line(tmp_path):
+  import gzip
+  folder = tmp_path / "ml1m"
+  folder.mkdir()
+  with gzip.open(folder / "ratings.dat.gz", "wt") as f:
+    f.write("1::10::3::978300760\n2::10::4::978300761\n3::11::5::97830")
+  (folder / "movies.dat").write_text("10::A (1995)::Drama\n11::B (1996)::Comedy\n",
+                                     encoding="latin-1")
+  with pytest.raises(DataError, match="no line end"):
+    movielens.build_ml1m_store(folder, tmp_path / "strict", strict=True)
+
+
 def test_ratings_csv_without_header(tmp_path):
   # Finding 3: the first rating was skipped as if it were the header.
   folder = tmp_path / "latest"
@@ -376,7 +388,7 @@ def test_validate_ranges():
     config_checks.validate_ranges(importlib.import_module(f"experiments.{name}").get_config())
   bad = {"optimizer.sparse_lr": -1.0, "optimizer.lr": 1e6, "optimizer.embed_l2": -0.1,
          "model.dropout": 1.0, "train.epochs": 0, "train.batch_size": -5,
-         "split.valid_fraction": 1.0, "sequence.lr": float("nan"), "model.hidden": (64, 0)}
+         "split.valid_fraction": 1.0, "graph.l2": float("nan"), "model.hidden": (64, 0)}
   for field, value in bad.items():
     config = configs.base_config()
     section, leaf = field.split(".")

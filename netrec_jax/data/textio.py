@@ -52,7 +52,7 @@ def iter_lines(path: str | os.PathLike, encoding: str = "utf8", skip_header: boo
   Lines for which `keep_undecodable(raw bytes)` is true are yielded with replacement
   characters instead, for the caller to reject (a damaged Netflix movie header must not be
   skipped: the ratings after it would land on the previous movie). A UTF-8 byte-order mark
-  is dropped. With `bad` or `odd`, a plain file whose last line has no line end is reported:
+  is dropped. With `bad` or `odd`, a file whose last line has no line end is reported:
   fatal in strict mode (the file looks truncated), else counted in `odd`.
   """
   if data is None:
@@ -96,12 +96,22 @@ def check_line_end(path: Path, last_line: int, bad: BadLines | None,
                    odd: BadLines | None) -> None:
   """A plain file must end with a newline: a cut-off last line may still parse (a u.data
   timestamp cut to 88125 is a valid date in 1970), so only the missing line end shows it."""
-  if path.suffix in (".gz", ".bz2") or path.stat().st_size == 0:
+  if path.stat().st_size == 0:
     return
-  with open(path, "rb") as f:
-    f.seek(-1, os.SEEK_END)
-    if f.read(1) == b"\n":
+  if path.suffix in (".gz", ".bz2"):  # the last byte of the decompressed text
+    import bz2
+    import gzip
+    last = b""
+    with (gzip.open if path.suffix == ".gz" else bz2.open)(path, "rb") as f:
+      while chunk := f.read(1 << 22):
+        last = chunk[-1:]
+    if last in (b"\n", b""):
       return
+  else:
+    with open(path, "rb") as f:
+      f.seek(-1, os.SEEK_END)
+      if f.read(1) == b"\n":
+        return
   if bad is not None and bad.strict:
     bad.add(path, [last_line], NO_LINE_END)
   elif odd is not None:
