@@ -3,8 +3,9 @@
 Each checkpoint holds the full TrainState (tables, optimizer slots, params, optax state, step)
 and a JSON record of the config, epoch, metrics and the data it was trained on (store and split
 fingerprints). Orbax writes into a temporary folder and renames, so a crash never leaves a
-checkpoint that restores half. Restoring checks the data and the model config first and says
-exactly what differs, instead of failing deep inside a shape mismatch.
+checkpoint that restores half. Before restoring, loop.check_compatible checks the data and the
+family's architecture fields and says exactly what differs, instead of failing deep inside a
+shape mismatch.
 
 Orbax does not notice bytes that change after the save (a bad disk, a careless copy): it then
 restores NaN or 1e38 parameters without complaint. So every checkpoint gets a `checksums.json`
@@ -30,10 +31,6 @@ from absl import logging
 
 from netrec_jax.train.state import TrainState
 
-# Config sections that change the shapes or meaning of the saved state (each family's own
-# section too: graph, sequence, youtube, content).
-COMPATIBILITY_KEYS = ("task", "model", "optimizer.sparse", "graph", "sequence", "youtube",
-                      "content")
 CHECKSUM_FILE = "checksums.json"
 CHECKSUM_FORMAT = 1
 _READ_BYTES = 16 << 20
@@ -287,38 +284,3 @@ def _non_finite_counts(leaves: list[Any]) -> jax.Array:
 def _first_line(e: BaseException) -> str:
   text = str(e).strip().splitlines()
   return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
-
-
-def _get(tree: dict[str, Any], dotted: str) -> Any:
-  for part in dotted.split("."):
-    tree = tree.get(part, {}) if isinstance(tree, dict) else {}
-  return tree
-
-
-def _diff(a: Any, b: Any, prefix: str) -> list[str]:
-  """Differences checkpoint (a) vs config (b). A field the checkpoint's config does not have
-  was added to netrec_jax after it was saved; it cannot have shaped that state, so it is not
-  a difference (old checkpoints stay usable as the config grows)."""
-  if isinstance(a, dict) and isinstance(b, dict):
-    out = []
-    for k in sorted(a):
-      out += _diff(a.get(k), b.get(k), f"{prefix}.{k}")
-    return out
-  if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-    a, b = list(a), list(b)
-  return [] if a == b else [f"{prefix}: checkpoint {a!r}, config {b!r}"]
-
-
-def check_compatible(meta: dict[str, Any], config: dict[str, Any], store_fingerprint: str,
-                     where: str | Path) -> None:
-  """Raises CheckpointError naming the difference if the checkpoint cannot serve this config."""
-  if meta.get("store_fingerprint") != store_fingerprint:
-    raise CheckpointError(
-        f"{where}: checkpoint was trained on a store with fingerprint "
-        f"{meta.get('store_fingerprint')}, but this config's store has {store_fingerprint} "
-        "(different data, filters or source files)")
-  problems = []
-  for key in COMPATIBILITY_KEYS:
-    problems += _diff(_get(meta.get("config", {}), key), _get(config, key), key)
-  if problems:
-    raise CheckpointError(f"{where}: checkpoint config is incompatible: " + "; ".join(problems))
