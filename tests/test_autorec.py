@@ -249,7 +249,7 @@ def test_row_recommender_scores_agree_with_predictions_and_the_evaluator(tmp_pat
 
 
 def test_row_batching_caps_cells_and_pads_to_few_shapes():
-  from netrec_jax.train.autoencoder import RowBatching, bucket_width, epoch_batches
+  from netrec_jax.data.row_batches import RowBatching, bucket_width, epoch_batches
   batching = RowBatching(rows=64, entries=4096, multiple=4)
   lengths = np.array([3] * 100 + [2000] * 5 + [40] * 30)
   spans = batching.spans(lengths)

@@ -53,7 +53,7 @@ def test_sequences_are_date_ordered_training_items(setup):
 
 
 def test_cloze_batch_masks_within_the_limit_and_right_aligns(setup):
-  from netrec_jax.train import sequence
+  from netrec_jax.data import sequences as sequence
   seqs, n_items = setup["sequences"], setup["store"].n_items
   users = np.arange(10)
   rng = np.random.default_rng(0)
@@ -74,7 +74,7 @@ def test_cloze_batch_masks_within_the_limit_and_right_aligns(setup):
 
 
 def test_loss_and_gradient_ignore_labels_at_unmasked_positions(setup):
-  from netrec_jax.train import sequence
+  from netrec_jax.data import sequences as sequence
   n_items = setup["store"].n_items
   model = Bert4Rec(n_items, 12, hidden=8, layers=1, heads=2, dropout=0.1)
   batch = sequence.cloze_batch(setup["sequences"], np.arange(8), np.random.default_rng(1), 12,

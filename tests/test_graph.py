@@ -208,7 +208,7 @@ def test_checkpoint_restore_reproduces_metrics_and_resume_continues(store_root, 
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("graph.gcmc_accumulation", "mean", "must be stack or sum"),
+    ("graph.gcmc_accumulation", "mean", r"must be one of \(.stack., .sum.\)"),
     ("graph.valid_metric", "auc", "must look like recall@20"),
     ("graph.dropout", 1.0, r"graph.dropout = 1.0 \(must be in \[0, 1\)\)"),
 ])

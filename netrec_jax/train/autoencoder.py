@@ -19,56 +19,13 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from netrec_jax.data import datasets
+from netrec_jax.data.row_batches import RowBatching, epoch_batches
 from netrec_jax.models.autorec import SparseAutoencoder, SparseRows, decoder_params, row_loss
 from netrec_jax.train import input_pipeline, optim, state as state_lib
 from netrec_jax.train.family import Family, Setup, SizedBatches, check_one_of
 
 SIDES = ("item", "user")
 ACTIVATIONS = ("relu", "selu", "sigmoid")
-
-
-def bucket_width(length: int, smallest: int = 8) -> int:
-  """Row widths rounded up to a power of two: a handful of compiled shapes, not one per batch."""
-  return max(smallest, 1 << max(0, int(length) - 1).bit_length())
-
-
-@dataclasses.dataclass(frozen=True)
-class RowBatching:
-  """How rows are grouped: at most `rows` per batch and at most `entries` padded cells.
-
-  A batch of padded-sparse rows costs rows x width x hidden floats in the encoder's gather and
-  the decoder's (and as much again in their gradients), with the width set by the longest row.
-  On Netflix-like data one popular movie has 100k+ ratings, so a fixed row count would blow up
-  memory; the cell budget shrinks such batches instead. Row counts and widths are padded to
-  powers of two (rows also to a multiple of the data devices): few shapes, few compiles.
-  """
-
-  rows: int  # a multiple of `multiple`
-  entries: int
-  multiple: int = 1
-
-  def padded_rows(self, n: int) -> int:
-    size = max(self.multiple, 1 << max(0, n - 1).bit_length())
-    return min(-(-size // self.multiple) * self.multiple, self.rows)
-
-  def pad(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    pad = self.padded_rows(batch["index"].shape[0]) - batch["index"].shape[0]
-    width = bucket_width(batch["index"].shape[1])
-    return {k: np.pad(v, ((0, pad), (0, width - v.shape[1]))) for k, v in batch.items()}
-
-  def spans(self, lengths: np.ndarray) -> list[tuple[int, int]]:
-    """Consecutive [lo, hi) batches over rows of these lengths, in the given order."""
-    out, lo, longest = [], 0, 0
-    for k, length in enumerate(np.asarray(lengths).tolist()):
-      grown = max(longest, length)
-      if k > lo and (k - lo + 1 > self.rows or
-                     self.padded_rows(k - lo + 1) * bucket_width(grown) > self.entries):
-        out.append((lo, k))
-        lo, grown = k, length
-      longest = grown
-    if lo < len(lengths):
-      out.append((lo, len(lengths)))
-    return out
 
 
 def _model(config, n_columns: int, global_mean: float) -> SparseAutoencoder:
@@ -79,26 +36,6 @@ def _model(config, n_columns: int, global_mean: float) -> SparseAutoencoder:
   return SparseAutoencoder(n_columns, hidden=tuple(a.layers), activation=a.activation,
                            dropout=a.dropout, input_dropout=a.input_dropout,
                            global_mean=global_mean)
-
-
-def epoch_batches(entities: np.ndarray, lengths: np.ndarray, batching: RowBatching,
-                  rng: np.random.Generator, window_batches: int = 32) -> list[np.ndarray]:
-  """One epoch's batches: shuffled, then sorted by row length within windows of batches.
-
-  Rows are padded to the longest row of their batch; with long-tailed activity a random batch
-  pads every row to the one popular item's length. Sorting within windows of `window_batches`
-  batches keeps similar lengths together (far less padding) while the batch order stays random.
-  entities must be sorted (lengths are looked up by searchsorted).
-  """
-  order = entities[rng.permutation(len(entities))]
-  window = batching.rows * window_batches
-  for lo in range(0, len(order), window):
-    chunk = order[lo:lo + window]
-    order[lo:lo + window] = chunk[np.argsort(lengths[np.searchsorted(entities, chunk)],
-                                             kind="stable")]
-  spans = batching.spans(lengths[np.searchsorted(entities, order)])
-  batches = [order[lo:hi] for lo, hi in spans]
-  return [batches[k] for k in rng.permutation(len(batches))]
 
 
 def make_encoder(model: SparseAutoencoder) -> Callable:

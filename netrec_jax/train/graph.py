@@ -41,26 +41,14 @@ GRAPH_MODELS = ("gcmc", "lightgcn")
 
 # ---------------------------------------------------------------------------------- setup
 def _check_config(config) -> None:
+  """What config_checks' per-field ranges cannot say: the choices."""
   g = config.graph
   problems = []
-  if g.layers < 0:
-    problems.append(f"graph.layers must be >= 0, got {g.layers}")
-  if min(g.embed_dim, g.gcmc_hidden, g.gcmc_dense, g.num_basis, g.bpr_negatives) < 1:
-    problems.append("graph.embed_dim, gcmc_hidden, gcmc_dense, num_basis and bpr_negatives "
-                    "must be >= 1")
-  if not 0 <= g.dropout < 1:
-    problems.append(f"graph.dropout must be in [0, 1), got {g.dropout}")
-  if not 0 <= g.ema_decay < 1:
-    problems.append(f"graph.ema_decay must be in [0, 1), got {g.ema_decay}")
-  if g.gcmc_accumulation not in ("stack", "sum"):
-    problems.append(f"graph.gcmc_accumulation must be stack or sum, got {g.gcmc_accumulation!r}")
-  if g.gcmc_norm not in ("symmetric", "left"):
-    problems.append(f"graph.gcmc_norm must be symmetric or left, got {g.gcmc_norm!r}")
-  if g.gcmc_dense_activation not in ("identity", "relu"):
-    problems.append("graph.gcmc_dense_activation must be identity or relu, got "
-                    f"{g.gcmc_dense_activation!r}")
-  if g.edge_chunk < 0:
-    problems.append(f"graph.edge_chunk must be >= 0, got {g.edge_chunk}")
+  for field, choices in (("gcmc_accumulation", ("stack", "sum")),
+                         ("gcmc_norm", ("symmetric", "left")),
+                         ("gcmc_dense_activation", ("identity", "relu"))):
+    if g[field] not in choices:
+      problems.append(f"graph.{field} must be one of {choices}, got {g[field]!r}")
   metric, _, k = g.valid_metric.partition("@")
   if metric not in ("recall", "ndcg") or not k.isdigit() or int(k) < 1:
     problems.append(f"graph.valid_metric must look like recall@20 or ndcg@20, got "

@@ -1,28 +1,21 @@
-"""Training sequence models (BERT4Rec) on each user's training ratings ordered by date.
+"""The sequence family (BERT4Rec): the cloze task over each user's training sequence.
 
-A user's sequence is their training items ordered by store.date, same-day ratings in the
-seeded random order the leave-last-out split uses (splits.time_order_keys). On the
-leave-last-out split (split.kind = loo) the
-last item is test and the one before validation, so neither is ever in a training sequence;
-both are scored from the training sequence with [MASK] appended, which is what
-`SequenceRecommender.score_items` does, so the held-out items never leak into the input.
+Sequences (netrec_jax/data/sequences.py) order a user's training items by date. On the
+leave-last-out split (split.kind = loo) the last item is test and the one before validation,
+so neither is ever in a training sequence; both are scored from the training sequence with
+[MASK] appended (`SequenceRecommender.score_items`), so held-out items never leak into the input.
 
-Training is the cloze task (netrec_jax/models/bert4rec.py): each epoch every user contributes
-one sample with fresh masks (a random window of max_len items if the sequence is longer), or,
-with probability sequence.last_mask_prob, only the last item masked (the paper's trick that
-matches serving). Batches [B, max_len] are sharded over the mesh's `data` axis.
-
-Checkpoints: WORKDIR/checkpoints/{latest,best} as the other families (rows.py); `best` is
-chosen by validation NDCG@10 over the full catalog (protocol loo_full); final metrics come from
-the restored best checkpoint through the common evaluator, on loo_full and on the paper's
-loo_pop100 (last item vs 100 popularity-sampled negatives).
+Each epoch every user contributes one sample with fresh masks (a random window of max_len items
+if the sequence is longer), or, with probability sequence.last_mask_prob, only the last item
+masked (the paper's trick that matches serving). Batches [B, max_len] are sharded over the
+mesh's `data` axis. `best` is chosen by validation NDCG@10 over the full catalog (loo_full);
+final metrics also report the paper's loo_pop100 (last item vs 100 popularity negatives).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Any
 
 import jax
@@ -33,7 +26,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from netrec_jax.data import datasets
-from netrec_jax.data import splits as splits_lib
+from netrec_jax.data.sequences import (Sequences, cloze_batch, max_predictions, serving_tokens,
+                                       training_sequences)
 from netrec_jax.data.store import RatingStore
 from netrec_jax.models.bert4rec import PAD, Bert4Rec, attention_dtype, cloze_loss, mask_token
 from netrec_jax.train import input_pipeline, optim
@@ -43,94 +37,14 @@ from netrec_jax.train.family import Family, Setup, SizedBatches
 SEQUENCE_MODELS = ("bert4rec",)
 
 
-# ------------------------------------------------------------------------------ sequences
-@dataclasses.dataclass
-class Sequences:
-  """Each user's training item tokens (item + 1), oldest first: tokens[offsets[u]:offsets[u+1]]."""
-
-  offsets: np.ndarray  # int64 [n_users + 1]
-  tokens: np.ndarray  # int32 [n_train]
-
-  def of(self, user: int) -> np.ndarray:
-    return self.tokens[self.offsets[user]:self.offsets[user + 1]]
-
-  def lengths(self) -> np.ndarray:
-    return np.diff(self.offsets)
-
-
-def training_sequences(store: RatingStore, train_rows: np.ndarray, seed: int = 0) -> Sequences:
-  """Users' training items ordered by date, same-day ratings in the seeded random order that
-  the leave-last-out split uses (splits.time_order_keys: the store's own same-day order is by
-  item index, which a sequence model would learn)."""
-  train_rows = np.sort(np.asarray(train_rows))
-  users = np.take(store.user, train_rows).astype(np.int64)
-  order = np.lexsort((splits_lib.time_order_keys(store, seed)[train_rows], users))
-  offsets = np.zeros(store.n_users + 1, np.int64)
-  np.cumsum(np.bincount(users, minlength=store.n_users), out=offsets[1:])
-  tokens = (np.take(store.item, train_rows)[order] + 1).astype(np.int32)
-  return Sequences(offsets, tokens)
-
-
-def serving_tokens(sequences: Sequences, users: np.ndarray, max_len: int,
-                   n_items: int) -> np.ndarray:
-  """int32 [len(users), max_len]: the last max_len - 1 training items, then [MASK]."""
-  out = np.full((len(users), max_len), PAD, np.int32)
-  out[:, -1] = mask_token(n_items)
-  for row, user in enumerate(users):
-    history = sequences.of(int(user))[-(max_len - 1):] if max_len > 1 else []
-    out[row, max_len - 1 - len(history):max_len - 1] = history
-  return out
-
-
-def max_predictions(max_len: int, mask_prob: float) -> int:
-  """Most masked positions a sample can have (the loss's static P)."""
-  return max(1, math.ceil(mask_prob * max_len))
-
-
-def cloze_batch(sequences: Sequences, users: np.ndarray, rng: np.random.Generator,
-                max_len: int, mask_prob: float, last_mask_prob: float, n_items: int,
-                batch_size: int) -> dict[str, np.ndarray]:
-  """One training batch [batch_size, max_len] of masked samples; rows past `users` are empty.
-
-  tokens: inputs with [MASK]; labels: the true tokens everywhere; weights: 1 where masked.
-  """
-  limit = max_predictions(max_len, mask_prob)
-  tokens = np.full((batch_size, max_len), PAD, np.int32)
-  labels = np.full((batch_size, max_len), PAD, np.int32)
-  weights = np.zeros((batch_size, max_len), np.float32)
-  for row, user in enumerate(users):
-    seq = sequences.of(int(user))
-    if len(seq) == 0:
-      continue
-    if rng.random() < last_mask_prob:
-      window = seq[-max_len:]
-      masked = np.array([len(window) - 1])
-    else:
-      start = rng.integers(0, len(seq) - max_len + 1) if len(seq) > max_len else 0
-      window = seq[start:start + max_len]
-      n_masked = min(limit, max(1, round(len(window) * mask_prob)))
-      masked = rng.choice(len(window), n_masked, replace=False)
-    lo = max_len - len(window)
-    labels[row, lo:] = window
-    tokens[row, lo:] = window
-    tokens[row, lo + masked] = mask_token(n_items)
-    weights[row, lo + masked] = 1.0
-  return {"tokens": tokens, "labels": labels, "weights": weights}
-
-
 # ----------------------------------------------------------------------------------- setup
 def _check_config(config) -> None:
+  """What config_checks' per-field ranges cannot say: relations between fields."""
   s = config.sequence
-  for field in ("max_len", "hidden", "layers", "heads"):
-    if s[field] <= 0:
-      raise ValueError(f"sequence.{field} must be positive, got {s[field]}")
   if s.max_len < 2:
     raise ValueError("sequence.max_len must be at least 2 (history + [MASK])")
   if s.hidden % s.heads:
     raise ValueError(f"sequence.hidden {s.hidden} is not divisible by sequence.heads {s.heads}")
-  for field in ("mask_prob", "last_mask_prob", "dropout"):
-    if not 0 <= s[field] <= 1 or (field != "last_mask_prob" and s[field] == 1):
-      raise ValueError(f"sequence.{field} must be in [0, 1), got {s[field]}")
   if s.mask_prob <= 0 and s.last_mask_prob <= 0:
     raise ValueError("sequence.mask_prob and last_mask_prob are both 0: nothing to predict")
 
