@@ -19,3 +19,45 @@ def shared_data() -> Path:
   if not path.is_dir():
     pytest.skip(f"real datasets not found at {path} (set NETREC_DATA_DIR)")
   return path
+
+
+# ----------------------------------------------------------------- shared tiny run configs
+# Fields of a tiny run per model, chosen to compile and train in seconds on 2 cores; the
+# family-contract test runs each of them, and other tests start from them.
+TINY_MODEL_FIELDS = {
+    "mf": {"model.embed_dim": 8, "train.batch_size": 1024},
+    "autorec": {"autoencoder.autorec_hidden": 16, "train.batch_size": 32},
+    "gcmc": {"graph.gcmc_hidden": 20, "graph.gcmc_dense": 8, "graph.dropout": 0.0},
+    "lightgcn": {"graph.embed_dim": 8, "train.batch_size": 4096},
+    "bert4rec": {"sequence.max_len": 16, "sequence.hidden": 16, "train.eval_every": 1,
+                 "split.kind": "loo", "eval.sampled_negatives": 0},
+    "youtube_dnn": {"youtube.embed_dim": 8, "youtube.num_sampled": 16, "youtube.tower": (16,),
+                    "youtube.out_dim": 8, "train.batch_size": 512},
+}
+
+
+def tiny_run_config(store_root, model: str = "mf", *, n_users: int = 300, n_items: int = 120,
+                    n_ratings: int = 9000, split: str = "random", epochs: int = 2,
+                    **fields):
+  """A base config on a small synthetic store in `store_root`: the one place tests build one.
+
+  `fields` are dotted names (set through configs.set_field, so a typo fails loudly).
+  """
+  from netrec_jax import configs
+  config = configs.base_config()
+  config.data.store_root = str(store_root)
+  config.data.synthetic.update(n_users=n_users, n_items=n_items, n_ratings=n_ratings)
+  config.data.min_user_ratings = 5
+  config.split.kind = split
+  config.model.name = model
+  config.train.epochs = epochs
+  config.eda = False
+  for dotted, value in fields.items():
+    configs.set_field(config, dotted, value)
+  return config
+
+
+@pytest.fixture(scope="module")
+def store_root(tmp_path_factory) -> Path:
+  """Synthetic stores shared by a module's tests (each size builds once)."""
+  return tmp_path_factory.mktemp("stores")

@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import tiny_run_config
+
 from netrec_jax.data.synthetic import SyntheticConfig, build_synthetic_store
 from netrec_jax.models.autorec import SparseAutoencoder, row_batch, row_loss
 from netrec_jax.train import loop
@@ -24,16 +26,10 @@ def store(tmp_path_factory):
 
 def row_config(tmp_path, n_users=300, n_items=120, n_ratings=12000):
   """A small synthetic I-AutoRec setup that trains in seconds."""
-  from netrec_jax import configs
-  config = configs.base_config()
-  config.data.store_root = str(tmp_path / "stores")
-  config.data.synthetic.update(n_users=n_users, n_items=n_items, n_ratings=n_ratings)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
-  config.model.name = "autorec"
-  config.autoencoder.autorec_hidden = 16
-  config.train.batch_size = 32
-  config.train.epochs = 2
+  config = tiny_run_config(tmp_path / "stores", "autorec", n_users=n_users, n_items=n_items,
+                           n_ratings=n_ratings, **{"autoencoder.autorec_hidden": 16,
+                                                   "train.batch_size": 32})
+  config.eda = True  # as before: these runs also write the EDA report
   return config
 
 

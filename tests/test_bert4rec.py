@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import tiny_run_config
+
 from netrec_jax.eval import evaluator
 from netrec_jax.models.bert4rec import PAD, Bert4Rec, cloze_loss, mask_token
 from netrec_jax.train import family, loop
@@ -16,19 +18,12 @@ from netrec_jax.train import family, loop
 
 def seq_config(tmp_path, n_users=120, n_items=300, n_ratings=5000):
   """A tiny leave-last-out BERT4Rec setup: compiles and trains in seconds."""
-  from netrec_jax import configs
-  config = configs.base_config()
-  config.data.store_root = str(tmp_path / "stores")
-  config.data.synthetic.update(n_users=n_users, n_items=n_items, n_ratings=n_ratings)
-  config.data.min_user_ratings = 5
-  config.split.kind = "loo"
-  config.model.name = "bert4rec"
-  config.sequence.update(max_len=12, hidden=8, layers=1, heads=2, attention_dtype="float32")
-  config.train.update(batch_size=32, epochs=2, eval_every=1)
-  config.eval.user_batch = 64
-  config.optimizer.lr = 3e-3
-  config.eda = False
-  return config
+  return tiny_run_config(tmp_path / "stores", "bert4rec", n_users=n_users, n_items=n_items,
+                         n_ratings=n_ratings, split="loo",
+                         **{"sequence.max_len": 12, "sequence.hidden": 8, "sequence.layers": 1,
+                            "sequence.heads": 2, "sequence.attention_dtype": "float32",
+                            "train.batch_size": 32, "train.eval_every": 1,
+                            "eval.user_batch": 64, "optimizer.lr": 3e-3})
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ import numpy as np
 
 from netrec_jax.train import loop  # noqa: E402
 import pytest
+
+from conftest import tiny_run_config
 import scipy.sparse as sp
 
 from netrec_jax.data import splits
@@ -24,15 +26,10 @@ def store_and_split(tmp_path_factory):
 
 def tiny_config(tmp_path, n_users=300, n_items=120, n_ratings=12000):
   """A config that trains in a second or two on a small synthetic store."""
-  from netrec_jax import configs
-  config = configs.base_config()
-  config.data.store_root = str(tmp_path / "stores")
-  config.data.synthetic.update(n_users=n_users, n_items=n_items, n_ratings=n_ratings)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
-  config.train.epochs = 1
-  config.train.batch_size = 1024
-  config.model.embed_dim = 8
+  config = tiny_run_config(tmp_path / "stores", n_users=n_users, n_items=n_items,
+                           n_ratings=n_ratings, epochs=1,
+                           **{"train.batch_size": 1024, "model.embed_dim": 8})
+  config.eda = True  # as before
   return config
 
 

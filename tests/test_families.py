@@ -12,40 +12,16 @@ import json
 import numpy as np
 import pytest
 
+from conftest import TINY_MODEL_FIELDS, tiny_run_config
 from netrec_jax import configs
 from netrec_jax.train import family, loop
 
-# model -> fields of a tiny run (on top of tiny_base), chosen to train in seconds.
-TINY = {
-    "mf": {"model.embed_dim": 8, "train.batch_size": 1024},
-    "autorec": {"autoencoder.autorec_hidden": 16, "train.batch_size": 32},
-    "gcmc": {"graph.gcmc_hidden": 20, "graph.gcmc_dense": 8, "graph.dropout": 0.0},
-    "lightgcn": {"graph.embed_dim": 8, "train.batch_size": 4096},
-    "bert4rec": {"sequence.max_len": 16, "sequence.hidden": 16, "train.eval_every": 1,
-                 "split.kind": "loo", "eval.sampled_negatives": 0},
-    "youtube_dnn": {"youtube.embed_dim": 8, "youtube.num_sampled": 16, "youtube.tower": (16,),
-                    "youtube.out_dim": 8, "train.batch_size": 512},
-}
+TINY = TINY_MODEL_FIELDS
 
 
 def tiny_config(store_root, model: str, **fields):
-  config = configs.base_config()
-  config.data.store_root = str(store_root)
-  config.data.synthetic.update(n_users=300, n_items=120, n_ratings=9000)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
-  config.model.name = model
-  config.train.epochs = 2
-  config.train.early_stopping_patience = 0
-  config.eda = False
-  for dotted, value in {**TINY[model], **fields}.items():
-    configs.set_field(config, dotted, value)
-  return config
-
-
-@pytest.fixture(scope="module")
-def store_root(tmp_path_factory):
-  return tmp_path_factory.mktemp("stores")
+  fields = {**TINY[model], **fields}
+  return tiny_run_config(store_root, model, **{"train.early_stopping_patience": 0, **fields})
 
 
 def _figures(final):

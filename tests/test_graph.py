@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from netrec_jax import configs
+from conftest import tiny_run_config
+
 from netrec_jax.models import graph as graph_lib
 from netrec_jax.eval import evaluator
 from netrec_jax.train import family, loop
@@ -126,34 +127,11 @@ def test_half_star_ratings_map_to_their_own_levels():
 # --------------------------------------------------------------------------- training runs
 def graph_config(store_root, name="gcmc", **overrides):
   """A tiny synthetic graph run: seconds on 2 cores."""
-  config = configs.base_config()
-  config.data.store_root = str(store_root)
-  config.data.synthetic.update(n_users=150, n_items=60, n_ratings=4000)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
-  config.model.name = name
-  config.graph.gcmc_hidden = 20
-  config.graph.gcmc_dense = 8
-  config.graph.embed_dim = 8
-  config.graph.layers = 2
-  config.train.batch_size = 512
-  config.graph.ema_decay = 0.9
-  config.optimizer.lr = 0.01
-  config.train.epochs = 4
-  config.train.log_every_s = 1e9
-  config.eda = False
-  for dotted, value in overrides.items():
-    *parents, leaf = dotted.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return tiny_run_config(store_root, name, n_users=150, n_items=60, n_ratings=4000, epochs=4,
+                         **{"graph.gcmc_hidden": 20, "graph.gcmc_dense": 8, "graph.embed_dim": 8,
+                            "graph.layers": 2, "train.batch_size": 512, "graph.ema_decay": 0.9,
+                            "optimizer.lr": 0.01, "train.log_every_s": 1e9, **overrides})
 
-
-@pytest.fixture(scope="module")
-def store_root(tmp_path_factory):
-  return tmp_path_factory.mktemp("stores")
 
 
 def _run_steps(config, n_epochs=2):

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from conftest import tiny_run_config
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from netrec_jax import configs, models
@@ -27,27 +29,9 @@ TINY = ["--config.data.synthetic.n_users=600", "--config.data.synthetic.n_items=
 
 
 def tiny_config(store_root, **overrides):
-  config = configs.base_config()
-  config.data.store_root = str(store_root)
-  config.data.synthetic.update(n_users=600, n_items=250, n_ratings=30000)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
-  config.train.epochs = 2
-  config.train.batch_size = 2048
-  config.model.embed_dim = 16
-  config.eda = False
-  for dotted, value in overrides.items():
-    *parents, leaf = dotted.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return tiny_run_config(store_root, n_users=600, n_items=250, n_ratings=30000,
+                         **{"train.batch_size": 2048, "model.embed_dim": 16, **overrides})
 
-
-@pytest.fixture(scope="module")
-def store_root(tmp_path_factory):
-  return tmp_path_factory.mktemp("stores")
 
 
 def test_four_fake_devices_are_visible():

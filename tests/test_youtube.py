@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from netrec_jax import configs
+from conftest import tiny_run_config
+
 from netrec_jax.eval import evaluator
 from netrec_jax.train import family, loop
 from netrec_jax.models.youtube import full_softmax_loss, sampled_softmax_loss
@@ -21,19 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def youtube_config(tmp_path, **youtube):
   """A small synthetic youtube_dnn setup that trains in seconds."""
-  config = configs.base_config()
-  config.data.store_root = str(tmp_path / "stores")
-  config.data.synthetic.update(n_users=200, n_items=80, n_ratings=6000)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
-  config.model.name = "youtube_dnn"
-  config.youtube.update({**dict(embed_dim=8, tower=(16,), out_dim=8, dropout=0.0,
-                                max_history=24, num_sampled=16), **youtube})
-  config.train.batch_size = 256
-  config.optimizer.lr = 3e-3
-  config.train.epochs = 2
-  config.eda = False
-  return config
+  fields = {**dict(embed_dim=8, tower=(16,), out_dim=8, dropout=0.0, max_history=24,
+                   num_sampled=16), **youtube}
+  return tiny_run_config(tmp_path / "stores", "youtube_dnn", n_users=200, n_items=80,
+                         n_ratings=6000, **{f"youtube.{k}": v for k, v in fields.items()},
+                         **{"train.batch_size": 256, "optimizer.lr": 3e-3})
 
 
 # ------------------------------------------------------------------- sampled softmax, log Q

@@ -66,13 +66,13 @@ class TransformerBlock(nn.Module):
 class Bert4Rec(nn.Module):
   """tokens [B, L] -> item logits [B, P, n_items] at `positions` [B, P] (default: the last)."""
 
-  n_items: int
-  max_len: int
-  hidden: int = 64
-  layers: int = 2
-  heads: int = 2
-  dropout: float = 0.1
-  attention_dtype: Any = jnp.float32
+  n_items: int  # catalog size; tokens are item + 1, then [MASK] (0 is padding)
+  max_len: int  # tokens per sample, [MASK] included
+  hidden: int = 64  # width of the embeddings and of every layer
+  layers: int = 2  # transformer blocks
+  heads: int = 2  # attention heads per block (hidden must divide by it)
+  dropout: float = 0.1  # on embeddings, attention output and feed-forward output
+  attention_dtype: Any = jnp.float32  # bfloat16 halves attention memory on accelerators
 
   @nn.compact
   def __call__(self, tokens: jax.Array, positions: jax.Array | None = None, *,
