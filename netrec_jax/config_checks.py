@@ -45,10 +45,11 @@ FIELDS: dict[str, str] = {
     "content.tag_weight": "non_negative", "content.user_mean_shrinkage": "non_negative",
     "content.hybrid_shrinkage": "non_negative", "youtube.softmax_weight": "non_negative",
     "youtube.rating_weight": "non_negative", "youtube.sampler_power": "non_negative",
+    "vae.beta_cap": "non_negative", "vae.anneal_steps": "non_negative",
     # Dropout rates, shares and decays.
     "model.dropout": "fraction", "autoencoder.dropout": "fraction",
     "autoencoder.input_dropout": "fraction", "graph.dropout": "fraction",
-    "sequence.dropout": "fraction", "youtube.dropout": "fraction",
+    "sequence.dropout": "fraction", "youtube.dropout": "fraction", "vae.dropout": "fraction",
     "split.valid_fraction": "fraction", "split.test_fraction": "fraction",
     "sequence.mask_prob": "fraction", "sequence.last_mask_prob": "fraction_closed",
     "graph.ema_decay": "fraction", "optimizer.momentum": "fraction",
@@ -71,7 +72,8 @@ FIELDS: dict[str, str] = {
     "data.synthetic.rank": "positive",
     # Layer widths and cut-offs (every entry).
     "model.mlp_layers": "positive", "model.hidden": "positive",
-    "autoencoder.layers": "positive", "youtube.tower": "positive", "eval.ks": "positive",
+    "autoencoder.layers": "positive", "youtube.tower": "positive", "vae.hidden": "positive",
+    "vae.latent": "positive", "eval.ks": "positive",
     # Devices.
     "mesh.model": "at_least_1", "mesh.data": "devices",
 }

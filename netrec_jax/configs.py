@@ -88,6 +88,14 @@ def base_config() -> ml_collections.ConfigDict:
   # At most this many padded (row x width) cells per batch: memory ~ cells x hidden.
   config.autoencoder.batch_entries = 1 << 19
 
+  # --- Mult-VAE / Mult-DAE: mult_vae | mult_dae (netrec_jax/train/multvae.py, Liang 2018).
+  config.vae = ml_collections.ConfigDict()
+  config.vae.hidden = (600,)  # encoder widths before the code; the decoder mirrors them
+  config.vae.latent = 200  # width of the code
+  config.vae.dropout = 0.5  # input dropout on the L2-normalised row
+  config.vae.beta_cap = 0.2  # mult_vae: the KL weight is annealed linearly up to this
+  config.vae.anneal_steps = 0  # updates over which beta reaches the cap (0: the whole run)
+
   # --- Graph models: gcmc | lightgcn (netrec_jax/train/graph.py).
   config.graph = ml_collections.ConfigDict()
   config.graph.layers = 3  # lightgcn: propagation layers K (final = mean of layers 0..K)

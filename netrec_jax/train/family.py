@@ -39,6 +39,7 @@ FAMILIES: dict[str, str] = {
     "bert4rec": "netrec_jax.train.sequence",
     "youtube_dnn": "netrec_jax.train.youtube",
     "content": "netrec_jax.train.content",
+    **dict.fromkeys(("mult_vae", "mult_dae"), "netrec_jax.train.multvae"),
 }
 
 # Read by every run, whatever the model.
@@ -101,7 +102,11 @@ class Family:
   DEFAULTS: dict[str, dict[str, Any]] = {}
 
   def defaults(self, model_name: str) -> dict[str, Any]:
-    return {**LOOP_DEFAULTS, **self.DEFAULTS.get(model_name, {})}
+    # A family that trains nothing takes no training defaults: filled, they would read as
+    # fields set for it (and be refused) when its resolved config is reused, as compare does.
+    loop = LOOP_DEFAULTS if self.trains else {
+        k: v for k, v in LOOP_DEFAULTS.items() if k.split(".")[0] not in ("optimizer", "train")}
+    return {**loop, **self.DEFAULTS.get(model_name, {})}
 
   def fields_read(self, config: ml_collections.ConfigDict) -> tuple[str, ...]:
     return COMMON + (TRAINED if self.trains else ()) + self.reads
