@@ -307,3 +307,13 @@ def test_mf_end_to_end_on_the_strong_split(tmp_path):
     assert figures["rating"].startswith("not applicable")
     assert 0 < figures["n_users"] <= 30
   assert final["test"]["ndcg@100"] == saved["test"]["ndcg@100"]
+
+
+def test_config_ranges_of_the_strong_fields():
+  from netrec_jax import config_checks
+  config = configs.base_config()
+  config.split.target_fraction, config.split.heldout_users = 1.0, 0.0
+  config.split.min_user_interactions = -1
+  found = config_checks.problems(config)
+  assert {p.split(" = ")[0] for p in found} == {
+      "split.min_user_interactions", "split.target_fraction", "split.heldout_users"}

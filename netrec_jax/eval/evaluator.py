@@ -430,8 +430,8 @@ def validation_metrics(model: Recommender, data: EvalData | None, metric: str,
     return {}
   if data.fold_in is not None and metric in RATING_METRICS:
     logging.warning("validation metric %s does not apply under strong generalization; "
-                    "reporting %s instead (best checkpoint = latest)", metric,
-                    ", ".join(f"ndcg@{k}" for k in STRONG_KS))
+                    "reporting recall@K and ndcg@K, K in %s, instead (no value for %s: the "
+                    "loop keeps the latest checkpoint as best)", metric, STRONG_KS, metric)
     result = evaluate(model, data, ks=STRONG_KS, ranking=True,
                       user_batch=eval_cfg.user_batch, rating=False)
     return {key: v for key, v in _flat(result).items()
