@@ -23,6 +23,7 @@ _RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "non_negative": (">= 0", lambda x: x >= 0),
     "fraction": ("in [0, 1)", lambda x: 0 <= x < 1),
     "fraction_closed": ("in [0, 1]", lambda x: 0 <= x <= 1),
+    "open_fraction": ("in (0, 1)", lambda x: 0 < x < 1),
     "factor": ("in (0, 1]", lambda x: 0 < x <= 1),
     "at_least_1": (">= 1", lambda x: x >= 1),
     "devices": ("-1 (all) or >= 1", lambda x: x == -1 or x >= 1),
@@ -46,12 +47,15 @@ FIELDS: dict[str, str] = {
     "content.hybrid_shrinkage": "non_negative", "youtube.softmax_weight": "non_negative",
     "youtube.rating_weight": "non_negative", "youtube.sampler_power": "non_negative",
     "vae.beta_cap": "non_negative", "vae.anneal_steps": "non_negative",
+    "split.interaction_threshold": "non_negative", "split.min_user_interactions": "non_negative",
+    "split.min_item_interactions": "non_negative",
     # Dropout rates, shares and decays.
     "model.dropout": "fraction", "autoencoder.dropout": "fraction",
     "autoencoder.input_dropout": "fraction", "graph.dropout": "fraction",
     "sequence.dropout": "fraction", "youtube.dropout": "fraction", "vae.dropout": "fraction",
     "split.valid_fraction": "fraction", "split.test_fraction": "fraction",
     "sequence.mask_prob": "fraction", "sequence.last_mask_prob": "fraction_closed",
+    "split.target_fraction": "open_fraction",
     "graph.ema_decay": "fraction", "optimizer.momentum": "fraction",
     "optimizer.final_lr_fraction": "fraction_closed", "optimizer.plateau_factor": "factor",
     # Epochs, batch sizes, widths, counts and intervals.
@@ -69,7 +73,7 @@ FIELDS: dict[str, str] = {
     "train.check_every_steps": "positive", "train.log_every_s": "positive",
     "eda_top_k": "positive", "data.synthetic.n_users": "positive",
     "data.synthetic.n_items": "positive", "data.synthetic.n_ratings": "positive",
-    "data.synthetic.rank": "positive",
+    "data.synthetic.rank": "positive", "split.heldout_users": "positive",
     # Layer widths and cut-offs (every entry).
     "model.mlp_layers": "positive", "model.hidden": "positive",
     "autoencoder.layers": "positive", "youtube.tower": "positive", "vae.hidden": "positive",

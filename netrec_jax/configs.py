@@ -44,8 +44,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- Split: how ratings divide into train / validation / test.
   config.split = ml_collections.ConfigDict()
-  # time | random | loo | item_cold | ml100k_fold | netflix_probe | none
-  # (item_cold: all ratings of a random test_fraction of the movies are test)
+  # time | random | loo | item_cold | strong | ml100k_fold | netflix_probe | none
+  # (item_cold: all ratings of a random test_fraction of the movies are test; strong: Liang
+  # et al. 2018's strong generalization, protocol strong_generalization: held-out users fold
+  # in part of their interactions and are ranked on the rest, see netrec_jax/data/splits.py)
   config.split.kind = "time"
   config.split.cutoff = "2005-01-01"  # time: train before, test on or after
   config.split.valid_fraction = 0.05  # time: latest slice of train; random: share of train
@@ -53,6 +55,15 @@ def base_config() -> ml_collections.ConfigDict:
   config.split.seed = 0  # random
   config.split.fold = "u1"  # ml100k_fold: u1..u5, ua, ub
   config.split.loo_n_valid = 1  # loo: ratings before the held-out last one kept for validation
+  # strong: validation users and test users, each: a count (>= 1) or a share of the users
+  # kept by the filters (< 1; 0.1 is 604 each on ML-1M; Liang: 10000 on ML-20M, 40000 Netflix)
+  config.split.heldout_users = 0.1
+  config.split.interaction_threshold = 4.0  # strong: ratings >= this are interactions (rest unused)
+  config.split.min_user_interactions = 5  # strong: users with fewer interactions unused (0 = off)
+  config.split.min_item_interactions = 0  # strong: applied first, to items (Liang: 0 = off)
+  # strong: share of each held-out user's interactions scored (floor, as Liang's int(0.2 n));
+  # the others are the fold-in input
+  config.split.target_fraction = 0.2
 
   # --- Model (netrec_jax/models). model.name picks the family (netrec_jax/train/family.py):
   # mf | gmf | mlp | neumf | hybrid (pair), autorec | deep_ae (autoencoder), gcmc | lightgcn
@@ -207,7 +218,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- Evaluation (netrec_jax/eval/evaluator.py): every final_metrics.json and comparison.
   config.eval = ml_collections.ConfigDict()
-  config.eval.ks = (5, 10, 20)  # cut-offs of the ranking metrics
+  # Cut-offs of the ranking metrics; with split.kind=strong 20, 50 and 100 are always added.
+  config.eval.ks = (5, 10, 20)
   config.eval.relevance_threshold = _typed(float)  # held-out ratings >= this are relevant (0: all)
   config.eval.user_batch = 128  # users scored per full-catalog ranking batch
   # > 0 adds the sampled protocol: each relevant test item vs this many never-rated items

@@ -25,7 +25,8 @@ from netrec_jax.progress import Progress
 # probe.txt) and read back through the Netflix reader, for Netflix-format runs without the data.
 SOURCES = ("synthetic", "synthetic_netflix_files", "netflix", "ml100k", "ml1m", "ml_latest",
            "parquet")
-SPLIT_KINDS = ("time", "random", "loo", "item_cold", "ml100k_fold", "netflix_probe", "none")
+SPLIT_KINDS = ("time", "random", "loo", "item_cold", "strong", "ml100k_fold", "netflix_probe",
+               "none")
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -158,6 +159,13 @@ def make_split(store: RatingStore, split_cfg: Any) -> splits_lib.Split | None:
                                        split_cfg.seed)
   elif kind == "loo":
     split = splits_lib.leave_last_out(store, n_valid=split_cfg.loo_n_valid, seed=split_cfg.seed)
+  elif kind == "strong":
+    split = splits_lib.strong_generalization(
+        store, heldout_users=split_cfg.heldout_users,
+        threshold=split_cfg.interaction_threshold,
+        min_user_interactions=split_cfg.min_user_interactions,
+        min_item_interactions=split_cfg.min_item_interactions,
+        target_fraction=split_cfg.target_fraction, seed=split_cfg.seed)
   elif kind == "ml100k_fold":
     name = f"ml100k_{split_cfg.fold}"
     if name not in store.list_splits():

@@ -1,10 +1,13 @@
 """Reproducible train/validation/test splits, saved beside the store as one int8 per rating.
 
-A split is a column aligned with the store's rows: 0 train, 1 validation, 2 test, -1 unused.
+A split is a column aligned with the store's rows: 0 train, 1 validation, 2 test, -1 unused,
+and, for the strong-generalization protocol only, 3 and 4: the fold-in input rows of the
+validation and test users (their targets are 1 and 2). Code that reads train, valid or test
+rows never sees fold-in rows; only the evaluator folds them in.
 Each carries the protocol name of `shared/docs/protocols-and-anchors.md` (`time_2005`,
-`random_90_10_seed0`, `ml100k_u1`, `netflix_probe`, `loo` for the leave-last-out protocols),
-its parameters, its sizes and the cold-start share of its test set, so every result computed
-on it can say exactly what it was evaluated on.
+`random_90_10_seed0`, `ml100k_u1`, `netflix_probe`, `loo` for the leave-last-out protocols,
+`strong_generalization`), its parameters, its sizes and the cold-start share of its test set,
+so every result computed on it can say exactly what it was evaluated on.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from netrec_jax.data.errors import DataError
 from netrec_jax.data.store import NO_DATE, RatingStore, days_to_iso, iso_to_days
 
 TRAIN, VALID, TEST, UNUSED = 0, 1, 2, -1
-PARTS = {"train": TRAIN, "valid": VALID, "test": TEST, "unused": UNUSED}
+# Strong generalization: a held-out user's fold-in input rows (the model sees them at
+# evaluation only, never in training); VALID / TEST rows are that user's targets.
+VALID_FOLD_IN, TEST_FOLD_IN = 3, 4
+PARTS = {"train": TRAIN, "valid": VALID, "test": TEST, "unused": UNUSED,
+         "valid_fold_in": VALID_FOLD_IN, "test_fold_in": TEST_FOLD_IN}
+FOLD_IN_OF = {"valid": "valid_fold_in", "test": "test_fold_in"}  # targets -> their inputs
+STRONG_PROTOCOL = "strong_generalization"
 BLOCK_ROWS = 1 << 22
 
 
@@ -45,11 +54,15 @@ class Split:
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
   def sizes(self) -> dict[str, int]:
-    counts = np.zeros(4, np.int64)
+    """Rows per part; the fold-in parts are listed only when the split has them."""
+    counts = np.zeros(6, np.int64)
     for lo in range(0, len(self.assignment), BLOCK_ROWS):
-      counts += np.bincount(np.asarray(self.assignment[lo:lo + BLOCK_ROWS]) + 1, minlength=4)
-    return {"unused": int(counts[0]), "train": int(counts[1]), "valid": int(counts[2]),
-            "test": int(counts[3])}
+      counts += np.bincount(np.asarray(self.assignment[lo:lo + BLOCK_ROWS]) + 1, minlength=6)
+    out = {"unused": int(counts[0]), "train": int(counts[1]), "valid": int(counts[2]),
+           "test": int(counts[3])}
+    if counts[4] or counts[5]:
+      out.update(valid_fold_in=int(counts[4]), test_fold_in=int(counts[5]))
+    return out
 
 
 # ------------------------------------------------------------------------------- protocols
@@ -172,6 +185,146 @@ def with_validation(split: Split, fraction: float, seed: int = 0) -> Split:
                        "valid_seed": seed})
 
 
+# ------------------------------------------------------------------- strong generalization
+def _bincount_rows(column: np.ndarray, mask: np.ndarray, minlength: int) -> np.ndarray:
+  """bincount of column[rows] over the rows where mask is True, in row blocks."""
+  out = np.zeros(minlength, np.int64)
+  for lo in range(0, len(mask), BLOCK_ROWS):
+    m = mask[lo:lo + BLOCK_ROWS]
+    out += np.bincount(np.asarray(column[lo:lo + BLOCK_ROWS])[m], minlength=minlength)
+  return out
+
+
+def heldout_count(heldout_users: float, n_users: int) -> int:
+  """Users per held-out part: heldout_users itself when >= 1, else that share of n_users."""
+  if heldout_users <= 0:
+    raise ValueError(f"heldout_users must be > 0, got {heldout_users}")
+  return int(heldout_users) if heldout_users >= 1 else int(round(heldout_users * n_users))
+
+
+def strong_generalization(store: RatingStore, heldout_users: float = 0.1,
+                          threshold: float = 4.0, min_user_interactions: int = 5,
+                          min_item_interactions: int = 0, target_fraction: float = 0.2,
+                          seed: int = 0) -> Split:
+  """Liang et al. 2018's strong generalization (Mult-VAE; also EASE, RecVAE, Rendle 2021).
+
+  1. Interactions are ratings >= `threshold`; every other rating is UNUSED.
+  2. Liang's filter, in his order: items with fewer than `min_item_interactions` interactions
+     (default 0: none, as Liang's min_sc=0), then users with fewer than
+     `min_user_interactions` (default 5) lose their interactions (UNUSED); 0 disables either.
+     One pass each, not iterated to a fixed point.
+  3. The remaining users (with at least one interaction) are permuted with `seed`; as in
+     Liang's code the last n_heldout are test users, the n_heldout before them validation
+     users and the rest train users. n_heldout = `heldout_users` when >= 1, else that share
+     of the users (0.1: 604 each on ML-1M; Liang used 10,000 on ML-20M, 40,000 on Netflix).
+  4. Train users' interactions are TRAIN. The catalog is the items of those interactions;
+     held-out users' interactions with other items are UNUSED (Liang keeps only items seen
+     in training), and counted.
+  5. Each held-out user's remaining n interactions: a seeded random floor(target_fraction * n)
+     are targets (VALID / TEST), the others fold-in input (VALID_FOLD_IN / TEST_FOLD_IN).
+     floor as Liang's int(0.2 * n); a user with n < 5 (possible when the user filter is off)
+     then has no target and is not evaluated, as in Liang's code.
+
+  Vectorised over rows and users (a few numpy passes in row blocks; no loop per user). What
+  each step removed is in `info["strong_generalization"]`, kept by save_split / load_split.
+  """
+  if not 0 < target_fraction < 1:
+    raise ValueError(f"target_fraction must be in (0, 1), got {target_fraction}")
+  if min_user_interactions < 0 or min_item_interactions < 0:
+    raise ValueError("min_user_interactions and min_item_interactions must be >= 0")
+  n, n_users, n_items = store.n_ratings, store.n_users, store.n_items
+  user, item = store.user, store.item
+  interaction = np.zeros(n, bool)
+  for sl in store.iter_row_blocks(BLOCK_ROWS):
+    interaction[sl] = store.stars(sl) >= np.float32(threshold)
+  n_interactions = int(interaction.sum())
+  report: dict[str, Any] = {"ratings": int(n), "ratings_below_threshold": n - n_interactions,
+                            "interactions": n_interactions}
+
+  # Liang's filter_triplets: items first, then users.
+  item_counts = _bincount_rows(item, interaction, n_items)
+  report["items_with_interactions"] = int((item_counts > 0).sum())
+  if min_item_interactions > 0:
+    drop_item = (item_counts > 0) & (item_counts < min_item_interactions)
+    before = int(interaction.sum())
+    for lo in range(0, n, BLOCK_ROWS):
+      block = interaction[lo:lo + BLOCK_ROWS]
+      block &= ~drop_item[np.asarray(item[lo:lo + BLOCK_ROWS])]
+    report["items_removed_by_min_interactions"] = int(drop_item.sum())
+    report["interactions_removed_by_item_filter"] = before - int(interaction.sum())
+  user_counts = _bincount_rows(user, interaction, n_users)
+  report["users_without_interactions"] = int((user_counts == 0).sum())
+  kept = user_counts >= max(min_user_interactions, 1)
+  dropped = (user_counts > 0) & ~kept
+  report["users_removed_by_min_interactions"] = int(dropped.sum())
+  report["interactions_removed_by_user_filter"] = int(user_counts[dropped].sum())
+
+  # Users: seeded permutation, train | validation | test (Liang's order).
+  rng = np.random.default_rng([seed, 17])
+  users = rng.permutation(np.flatnonzero(kept))
+  n_heldout = heldout_count(heldout_users, len(users))
+  if n_heldout < 1 or 2 * n_heldout >= len(users):
+    raise ValueError(f"strong generalization needs 1 <= n_heldout and 2 * n_heldout < the "
+                     f"{len(users)} users kept, got n_heldout = {n_heldout} "
+                     f"(heldout_users = {heldout_users})")
+  n_train_users = len(users) - 2 * n_heldout
+  role = np.full(n_users, -1, np.int8)  # -1 unused, else TRAIN / VALID / TEST
+  role[users[:n_train_users]] = TRAIN
+  role[users[n_train_users:n_train_users + n_heldout]] = VALID
+  role[users[n_train_users + n_heldout:]] = TEST
+
+  assignment = np.full(n, UNUSED, np.int8)
+  heldout_rows = []
+  for lo in range(0, n, BLOCK_ROWS):
+    r = role[np.asarray(user[lo:lo + BLOCK_ROWS])]
+    m = interaction[lo:lo + BLOCK_ROWS]
+    assignment[lo:lo + BLOCK_ROWS][m & (r == TRAIN)] = TRAIN
+    heldout_rows.append(np.flatnonzero(m & (r > TRAIN)) + lo)
+  heldout = np.concatenate(heldout_rows) if heldout_rows else np.zeros(0, np.int64)
+  catalog = _bincount_rows(item, assignment == TRAIN, n_items) > 0
+  outside = ~catalog[np.take(item, heldout)]
+  report["catalog_items"] = int(catalog.sum())
+  report["heldout_interactions_outside_catalog"] = int(outside.sum())
+  report["heldout_items_outside_catalog"] = int(len(np.unique(np.take(item, heldout[outside]))))
+  heldout = heldout[~outside]
+
+  # Each held-out user: a seeded floor(target_fraction * n) of the interactions are targets.
+  h_users = np.take(user, heldout).astype(np.int64)
+  per_user = np.bincount(h_users, minlength=n_users)
+  n_targets = np.floor(target_fraction * per_user + 1e-9).astype(np.int64)
+  order = np.lexsort((rng.random(len(heldout)), h_users))
+  sorted_users = h_users[order]
+  starts = np.concatenate([[0], np.cumsum(per_user)])[:-1]
+  rank = np.arange(len(order)) - starts[sorted_users]
+  target = np.zeros(len(heldout), bool)
+  target[order] = rank < n_targets[sorted_users]
+  h_role = role[h_users]
+  assignment[heldout] = np.where(target, h_role,
+                                 np.where(h_role == VALID, VALID_FOLD_IN, TEST_FOLD_IN))
+  for part, code in (("valid", VALID), ("test", TEST)):
+    in_part = role == code
+    report[f"{part}_users"] = int(in_part.sum())
+    report[f"{part}_users_without_targets"] = int((in_part & (n_targets == 0)).sum())
+  report["train_users"] = int(n_train_users)
+
+  name = f"strong_gen_h{n_heldout}_seed{seed}"
+  if threshold != 4.0:
+    name += f"_t{threshold:g}"
+  if min_user_interactions != 5:
+    name += f"_u{min_user_interactions}"
+  if min_item_interactions != 0:
+    name += f"_i{min_item_interactions}"
+  if target_fraction != 0.2:
+    name += f"_f{target_fraction:g}"
+  return Split(name=name, protocol=STRONG_PROTOCOL, assignment=assignment,
+               params={"heldout_users": heldout_users, "n_heldout": n_heldout,
+                       "interaction_threshold": threshold,
+                       "min_user_interactions": min_user_interactions,
+                       "min_item_interactions": min_item_interactions,
+                       "target_fraction": target_fraction, "seed": seed},
+               info={STRONG_PROTOCOL: report})
+
+
 def locate_pairs(store: RatingStore, users: np.ndarray, items: np.ndarray) -> np.ndarray:
   """Store row of each dense (user, item) pair, -1 where the pair is not rated."""
   users = np.asarray(users, np.int64)
@@ -265,13 +418,19 @@ def cold_start_stats(store: RatingStore, split: Split) -> dict[str, Any]:
   }
 
 
+_COMPUTED_INFO = ("sizes", "cold_start", "store_fingerprint", "fingerprint")
+
+
 def save_split(store: RatingStore, split: Split) -> Path:
   """Writes splits/NAME.npy and .json atomically; returns the json path."""
   if len(split.assignment) != store.n_ratings:
     raise ValueError("split length differs from the store")
   folder = store.splits_dir
   folder.mkdir(exist_ok=True)
-  split.info = {"sizes": split.sizes(), "cold_start": cold_start_stats(store, split),
+  # What the protocol reported when it made the split (e.g. strong generalization's filter
+  # counts) is kept beside the sizes; the fingerprint covers every row's code, fold-in too.
+  extra = {k: v for k, v in split.info.items() if k not in _COMPUTED_INFO}
+  split.info = {**extra, "sizes": split.sizes(), "cold_start": cold_start_stats(store, split),
                 "store_fingerprint": store.fingerprint,
                 "fingerprint": _digest(split.assignment)}
   tag = f"{os.getpid()}.{uuid.uuid4().hex[:6]}"  # concurrent writers never share a temp file
@@ -296,7 +455,8 @@ def load_split(store: RatingStore, name: str) -> Split:
     raise DataError(meta_path, "split length differs from the store")
   if doc.get("store_fingerprint") != store.fingerprint:
     raise DataError(meta_path, "split was made for another version of this store")
-  info = {k: doc[k] for k in ("sizes", "cold_start", "store_fingerprint", "fingerprint")}
+  info = {k: doc[k] for k in _COMPUTED_INFO}
+  info.update({k: v for k, v in doc.items() if k not in ("name", "protocol", "params", *info)})
   return Split(name=doc["name"], protocol=doc["protocol"], assignment=assignment,
                params=doc["params"], info=info)
 

@@ -12,11 +12,24 @@ what using a trained model needs (launch.py's recommend / similar / analyze / se
   fold_in(items, stars) -> [n_items] scores for a new user who rated a few movies (dense item
                            indices, stars); `fold_in_method` says how (regularised solve with
                            item factors fixed, or an encoder pass)
+  fold_in_batch(inputs)  optional: [n, n_items] scores for n new users at once, `inputs` a
+                           scipy.sparse CSR [n, n_items] of their fold-in items with stars as
+                           values; the strong-generalization evaluation uses it when present,
+                           else calls fold_in once per user
 A model without one of these raises NotImplementedError naming the model.
 
 Rating metrics are computed on the split's test rows (predictions clipped to the rating range),
 overall and separately on warm rows (user and item seen in training); ranking metrics rank the
 full catalog for each test user with the user's training items excluded.
+
+Under the strong-generalization protocol (split.protocol == "strong_generalization", Liang et
+al. 2018) the test users have no training rows: each is folded in from its fold-in rows
+(split part test_fold_in; for validation, valid_fold_in), those items are excluded, the
+catalog of items with a training interaction is ranked (Liang keeps only those items), and
+the user's targets (test rows, every one relevant) are scored. recall@K there is Liang's
+hits / min(K, n_targets) (recall_uncapped@K: hits / n_targets), ndcg@K binary; K = 20, 50
+and 100 are always included. Rating metrics do not apply (the targets are interactions) and
+are reported as not applicable, never as numbers; so is the sampled protocol.
 """
 
 from __future__ import annotations
@@ -28,9 +41,17 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from netrec_jax.data.splits import Split
+from absl import logging
+
+from netrec_jax.data.splits import STRONG_PROTOCOL, Split
 from netrec_jax.data.store import RatingStore
 from netrec_jax.eval import metrics as metrics_lib
+from netrec_jax.progress import Progress
+
+STRONG_KS = (20, 50, 100)  # strong generalization: Recall@20, Recall@50, NDCG@100 (+ 20, 50)
+STRONG_VALID_METRIC = "ndcg@100"
+STRONG_RATING_NOTE = ("not applicable under strong generalization: held-out users' targets "
+                      "are interactions (ratings >= the split's threshold), not ratings")
 
 
 class Recommender(Protocol):
@@ -81,6 +102,14 @@ class EvalData:
   item_popularity: np.ndarray  # training ratings per item
   warm: np.ndarray  # per test row: user and item both have training ratings
   relevance_threshold: float
+  # Strong generalization only: users x items, stars of the test users' fold-in rows, and
+  # the ranked catalog (items with a training interaction).
+  fold_in: sp.csr_matrix | None = None
+  catalog: np.ndarray | None = None
+
+
+def is_strong(split: Split) -> bool:
+  return split.protocol == STRONG_PROTOCOL
 
 
 def prepare(store: RatingStore, split: Split, relevance_threshold: float | None = 4.0
@@ -88,8 +117,12 @@ def prepare(store: RatingStore, split: Split, relevance_threshold: float | None 
   """Train matrix, relevant test items and warm/cold flags for `split`.
 
   relevance_threshold: a test rating at or above it is relevant for ranking; None makes every
-  test rating relevant (leave-last-out protocols).
+  test rating relevant (leave-last-out protocols). Under strong generalization every test row
+  is a relevant target (it is an interaction already) and the threshold is not used.
   """
+  strong = is_strong(split)
+  if strong:
+    relevance_threshold = None
   train, test = split.rows("train"), split.rows("test")
   shape = (store.n_users, store.n_items)
   train_users, train_items = np.take(store.user, train), np.take(store.item, train)
@@ -102,12 +135,20 @@ def prepare(store: RatingStore, split: Split, relevance_threshold: float | None 
   user_seen = np.bincount(train_users, minlength=store.n_users) > 0
   item_popularity = np.bincount(train_items, minlength=store.n_items)
   warm = user_seen[test_users] & (item_popularity[test_items] > 0)
+  fold_in = catalog = None
+  if strong:
+    rows = split.rows("test_fold_in")
+    fold_in = sp.csr_matrix((store.stars(rows), (np.take(store.user, rows),
+                                                 np.take(store.item, rows))), shape=shape)
+    catalog = item_popularity > 0
   return EvalData(store, split, train, test, train_matrix, relevant, item_popularity, warm,
-                  relevance_threshold)
+                  relevance_threshold, fold_in, catalog)
 
 
 def ranking_protocol(split: Split) -> str:
   """Name of the full-catalog ranking protocol on this split (protocols-and-anchors.md)."""
+  if is_strong(split):
+    return STRONG_PROTOCOL  # full ranking of the training catalog by definition
   return "loo_full" if split.protocol == "loo" else f"{split.protocol}_full_ranking"
 
 
@@ -127,6 +168,10 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
   store = data.store
   result: dict[str, Any] = {"model": model.name, "protocol": data.split.protocol,
                             "split": data.split.name, "store_fingerprint": store.fingerprint}
+  if data.fold_in is not None:
+    return _evaluate_strong(model, data, result, ks=ks, ranking=ranking,
+                            user_batch=user_batch, sampled_negatives=sampled_negatives,
+                            rating=rating, per_user=per_user)
   t0 = time.time()
   users, items = np.take(store.user, data.test_rows), np.take(store.item, data.test_rows)
   pred = model.predict(users, items) if rating else None
@@ -172,6 +217,80 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
   if sampled_negatives > 0:
     result["sampled"] = sampled_ranking(model, data, sampled_negatives, ks, user_batch,
                                         sampler=sampler)
+  return result
+
+
+def fold_in_scores(model: Recommender, inputs: sp.csr_matrix,
+                   progress: Progress | None = None, done: int = 0) -> np.ndarray:
+  """[n, n_items] scores of n new users from their fold-in rows (CSR, stars as values):
+  model.fold_in_batch(inputs) when the model has it, else model.fold_in per user."""
+  batch_fn = getattr(model, "fold_in_batch", None)
+  if batch_fn is not None:
+    scores = np.asarray(batch_fn(inputs), np.float64)
+    if scores.shape != inputs.shape:
+      raise ValueError(f"{model.name}.fold_in_batch returned shape {scores.shape}, expected "
+                       f"{inputs.shape}")
+    return scores
+  if not hasattr(model, "fold_in"):
+    raise NotImplementedError(f"{model.name} has no fold_in: it cannot score new users")
+  scores = np.empty(inputs.shape, np.float64)
+  for r in range(inputs.shape[0]):
+    lo, hi = inputs.indptr[r], inputs.indptr[r + 1]
+    scores[r] = model.fold_in(inputs.indices[lo:hi], inputs.data[lo:hi])
+    if progress is not None:
+      progress(done + r + 1)
+  return scores
+
+
+def _evaluate_strong(model: Recommender, data: EvalData, result: dict[str, Any], *,
+                     ks: tuple[int, ...], ranking: bool, user_batch: int,
+                     sampled_negatives: int, rating: bool, per_user: bool) -> dict[str, Any]:
+  """evaluate() under strong generalization (see the module docstring)."""
+  split = data.split
+  if rating:
+    result["rating"] = {"applicable": False, "reason": STRONG_RATING_NOTE}
+  result["predict_seconds"] = 0.0
+  if ranking:
+    t0 = time.time()
+    threshold = split.params.get("interaction_threshold")
+    base = {"protocol": ranking_protocol(split),
+            "relevance": "every held-out target" + (
+                "" if threshold is None else f" (an interaction: rating >= {threshold:g})"),
+            "recall_definition": "recall@K = hits@K / min(K, n_targets) (Liang et al. 2018); "
+                                 "recall_uncapped@K = hits@K / n_targets",
+            "catalog_items": int(data.catalog.sum())}
+    test_users = np.flatnonzero(np.diff(data.relevant.indptr) > 0)
+    batched = getattr(model, "fold_in_batch", None) is not None
+    base["fold_in"] = ("fold_in_batch" if batched else "fold_in per user") + (
+        f": {model.fold_in_method}" if getattr(model, "fold_in_method", "") else "")
+    accumulator = metrics_lib.RankingAccumulator(ks, coverage=True,
+                                                 item_popularity=data.item_popularity,
+                                                 per_user=per_user, recall="min_k")
+    progress = None if batched else Progress(f"{model.name}: folding in held-out users",
+                                             len(test_users), "users")
+    outside = ~data.catalog
+    try:
+      for lo in range(0, len(test_users), user_batch):
+        batch = test_users[lo:lo + user_batch]
+        inputs = data.fold_in[batch]
+        scores = fold_in_scores(model, inputs, progress, lo)
+        exclude = np.zeros(scores.shape, bool)
+        exclude[:, outside] = True
+        exclude[np.repeat(np.arange(len(batch)), np.diff(inputs.indptr)), inputs.indices] = True
+        topk = metrics_lib.topk_from_scores(scores, exclude, max(ks))
+        accumulator.update(topk, data.relevant[batch], users=batch)
+    except NotImplementedError as e:
+      result["ranking"] = {**base, "applicable": False,
+                           "reason": f"cannot fold in new users: {e}"}
+      logging.warning("%s: strong generalization not evaluated: %s", model.name, e)
+      return result
+    result["ranking"] = {**accumulator.result(), **base}
+    if per_user:
+      result.setdefault("_per_user", {})["ranking"] = accumulator.per_user_values()
+    result["ranking_seconds"] = time.time() - t0
+  if sampled_negatives > 0:
+    result["sampled"] = {"skipped": "the sampled protocol does not apply under strong "
+                                    "generalization (held-out users have no training rows)"}
   return result
 
 
@@ -253,7 +372,11 @@ def part_view(split: Split, part: str) -> Split:
   from netrec_jax.data import splits as splits_lib
   assignment = np.array(split.assignment, np.int8)
   assignment[assignment == splits_lib.TEST] = splits_lib.UNUSED
+  assignment[assignment == splits_lib.TEST_FOLD_IN] = splits_lib.UNUSED
   assignment[assignment == splits_lib.PARTS[part]] = splits_lib.TEST
+  if part in splits_lib.FOLD_IN_OF:  # strong generalization: the part's users' inputs
+    fold_in = splits_lib.PARTS[splits_lib.FOLD_IN_OF[part]]
+    assignment[assignment == fold_in] = splits_lib.TEST_FOLD_IN
   return Split(name=f"{split.name}[{part}]", protocol=split.protocol, assignment=assignment,
                params=split.params, info=split.info)
 
@@ -283,7 +406,10 @@ def _flat(result: dict[str, Any]) -> dict[str, Any]:
   else:
     out["rating"] = rating.get("reason", "not applicable")
   ranking = result.get("ranking")
-  if ranking:
+  if ranking and ranking.get("applicable", True) is False:
+    out["ranking"] = ranking["reason"]
+    out["ranking_protocol"] = ranking["protocol"]
+  elif ranking:
     out.update({k: v for k, v in ranking.items() if k != "protocol"})
     out["ranking_protocol"] = ranking["protocol"]
   if "sampled" in result:
@@ -293,9 +419,23 @@ def _flat(result: dict[str, Any]) -> dict[str, Any]:
 
 def validation_metrics(model: Recommender, data: EvalData | None, metric: str,
                        eval_cfg: Any) -> dict[str, Any]:
-  """The figure that picks the best checkpoint, computed as the final metrics compute it."""
+  """The figure that picks the best checkpoint, computed as the final metrics compute it.
+
+  Under strong generalization a rating metric does not apply: the result then holds the
+  protocol's ranking figures (recall@20, recall@50, ndcg@100 on the validation users) and not
+  `metric`, so a loop that asked for rmse finds no value (and keeps the latest checkpoint as
+  best); ask for ndcg@100 (STRONG_VALID_METRIC) there.
+  """
   if data is None:
     return {}
+  if data.fold_in is not None and metric in RATING_METRICS:
+    logging.warning("validation metric %s does not apply under strong generalization; "
+                    "reporting recall@K and ndcg@K, K in %s, instead (no value for %s: the "
+                    "loop keeps the latest checkpoint as best)", metric, STRONG_KS, metric)
+    result = evaluate(model, data, ks=STRONG_KS, ranking=True,
+                      user_batch=eval_cfg.user_batch, rating=False)
+    return {key: v for key, v in _flat(result).items()
+            if key.partition("@")[0] in ("recall", "ndcg") and "@" in key}
   if metric in RATING_METRICS:
     pred = model.predict(np.take(data.store.user, data.test_rows),
                          np.take(data.store.item, data.test_rows))
@@ -337,8 +477,12 @@ def evaluate_run(model: Recommender, eval_cfg: Any | None = None) -> dict[str, A
             "predictions": getattr(model, "prediction_note", ""),
             "cold_rule": getattr(model, "cold_rule", "model-specific"),
             **getattr(model, "facts", {})}
-  ranking = wants_ranking(model, store, eval_cfg)
-  ks = tuple(sorted(set(eval_cfg.ks) | set(getattr(model, "extra_ks", ()))))
+  strong = is_strong(split)
+  # Strong generalization ranks only the held-out users (by folding them in): always, unless
+  # eval.ranking=never; it always includes its own cut-offs 20, 50 and 100.
+  ranking = wants_ranking(model, store, eval_cfg) or (strong and eval_cfg.ranking == "auto")
+  ks = tuple(sorted(set(eval_cfg.ks) | set(getattr(model, "extra_ks", ()))
+                    | (set(STRONG_KS) if strong else set())))
   for part in ("valid", "test"):
     data = part_data(store, split, part, eval_cfg)
     if data is None:

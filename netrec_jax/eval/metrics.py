@@ -7,9 +7,11 @@ it was computed on, so that numbers from different runs can be compared honestly
   `rating_errors_per_user`: the same errors summed per user, to resample users (statistics.py).
 * `ranking_metrics` / `RankingAccumulator`: precision, recall (two denominators), NDCG, hit
   rate and MRR of top-K lists against held-out relevant items, averaged over the users that
-  have at least one relevant item. The accumulator takes users in batches and gives the same
-  means as one call on all users. With `per_user=True` it also keeps each user's values, whose
-  mean is the aggregate, for paired bootstrap intervals and tests (`statistics.py`).
+  have at least one relevant item. `recall="min_k"` names Liang et al.'s min(K, n_rel)
+  denominator `recall@K` (the strong-generalization protocol's Recall@K). The accumulator
+  takes users in batches and gives the same means as one call on all users. With
+  `per_user=True` it also keeps each user's values, whose mean is the aggregate, for paired
+  bootstrap intervals and tests (`statistics.py`).
 * `catalog_coverage`, `popularity_bias`: what gets recommended, regardless of relevance.
 * `sampled_rank_metrics`: HR@K and NDCG@K of the leave-one-out protocol with sampled negatives
   (NCF's `loo_99neg`), ties counted against the positive.
@@ -145,12 +147,25 @@ def _discounts(k: int) -> np.ndarray:
   return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
 
 
-def _metric_names(ks: Sequence[int]) -> list[str]:
+RECALL_DENOMINATORS = ("n_relevant", "min_k")
+
+
+def _metric_names(ks: Sequence[int], recall: str = "n_relevant") -> list[str]:
   names = []
   for k in ks:
-    names += [f"precision@{k}", f"recall@{k}", f"recall_capped@{k}", f"ndcg@{k}",
-              f"hit_rate@{k}"]
+    pair = ([f"recall@{k}", f"recall_capped@{k}"] if recall == "n_relevant"
+            else [f"recall@{k}", f"recall_uncapped@{k}"])
+    names += [f"precision@{k}", *pair, f"ndcg@{k}", f"hit_rate@{k}"]
   return names + ["mrr"]
+
+
+def _min_k_recall(values: dict[str, np.ndarray], ks: Sequence[int]) -> dict[str, np.ndarray]:
+  """recall@K := hits / min(K, n_rel) (Liang et al. 2018); hits / n_rel is recall_uncapped@K."""
+  out = dict(values)
+  for k in ks:
+    out[f"recall_uncapped@{k}"] = out.pop(f"recall@{k}")
+    out[f"recall@{k}"] = out.pop(f"recall_capped@{k}")
+  return out
 
 
 # --------------------------------------------------------------------------- ranking metrics
@@ -243,6 +258,8 @@ class RankingAccumulator:
   * precision@K = hits@K / K (a short list is not rewarded for its empty slots).
   * recall@K = hits@K / n_rel, the standard definition: below 1 whenever n_rel > K.
   * recall_capped@K = hits@K / min(K, n_rel): 1 for a perfect list (as in Mult-VAE papers).
+    With `recall="min_k"` (the strong-generalization protocol) this one is named recall@K,
+    as those papers name it, and hits@K / n_rel is recall_uncapped@K.
   * ndcg@K = DCG@K / IDCG@K with DCG@K = sum_{r<=K} gain_r / log2(r + 1): gain 1 for a relevant
     item by default, the stored value (linear, like sklearn.metrics.ndcg_score) when `graded`;
     IDCG@K is the DCG of the user's own relevant gains sorted descending, truncated at K.
@@ -261,14 +278,18 @@ class RankingAccumulator:
   """
 
   def __init__(self, ks: Sequence[int], *, graded: bool = False, coverage: bool = False,
-               item_popularity: npt.ArrayLike | None = None, per_user: bool = False):
+               item_popularity: npt.ArrayLike | None = None, per_user: bool = False,
+               recall: str = "n_relevant"):
     self.ks = _check_ks(ks)
     self.graded = bool(graded)
+    if recall not in RECALL_DENOMINATORS:
+      raise ValueError(f"recall must be one of {RECALL_DENOMINATORS}, got {recall!r}")
+    self.recall = recall
     self._coverage = bool(coverage)
     self._pop = self._pct = None
     if item_popularity is not None:
       self._pop, self._pct = _popularity_percentiles(item_popularity)
-    self._sums = {name: 0.0 for name in _metric_names(self.ks)}
+    self._sums = {name: 0.0 for name in _metric_names(self.ks, recall)}
     self._n_evaluated = 0
     self._n_skipped = 0
     self._k_max: int | None = None
@@ -311,6 +332,8 @@ class RankingAccumulator:
                        f"n_items={self._n_items}, K_max={self._k_max}")
 
     per_user, n_rel = _per_user(t, rel, self.ks, self.graded)
+    if self.recall == "min_k":
+      per_user = _min_k_recall(per_user, self.ks)
     evaluated = n_rel > 0
     for name, values in per_user.items():
       self._sums[name] += float(np.sum(values[evaluated], dtype=np.float64))
@@ -380,7 +403,8 @@ class RankingAccumulator:
 
 
 def ranking_metrics(topk: npt.ArrayLike, relevant: Any, ks: Sequence[int], *,
-                    graded: bool = False, per_user: bool = False) -> dict[str, Any]:
+                    graded: bool = False, per_user: bool = False,
+                    recall: str = "n_relevant") -> dict[str, Any]:
   """Precision, recall, recall_capped, NDCG, hit rate @K and MRR (see `RankingAccumulator`).
 
   Returns means over users with at least one relevant item, plus n_users and n_users_skipped.
@@ -388,7 +412,7 @@ def ranking_metrics(topk: npt.ArrayLike, relevant: Any, ks: Sequence[int], *,
   without relevant items), `n_relevant` and the `evaluated` mask, to bucket users by activity.
   """
   if not per_user:
-    acc = RankingAccumulator(ks, graded=graded)
+    acc = RankingAccumulator(ks, graded=graded, recall=recall)
     acc.update(topk, relevant)
     return acc.result()
   rel = _as_relevance(relevant)
@@ -396,6 +420,10 @@ def ranking_metrics(topk: npt.ArrayLike, relevant: Any, ks: Sequence[int], *,
   if t.shape[0] != rel.shape[0]:
     raise ValueError(f"topk has {t.shape[0]} rows but relevant has {rel.shape[0]}")
   values, n_rel = _per_user(t, rel, _check_ks(ks), graded)
+  if recall == "min_k":
+    values = _min_k_recall(values, _check_ks(ks))
+  elif recall != "n_relevant":
+    raise ValueError(f"recall must be one of {RECALL_DENOMINATORS}, got {recall!r}")
   evaluated = n_rel > 0
   out: dict[str, Any] = {name: np.where(evaluated, v, np.nan) for name, v in values.items()}
   out["n_relevant"] = n_rel
