@@ -45,6 +45,9 @@ FIELDS: dict[str, str] = {
     "content.tag_weight": "non_negative", "content.user_mean_shrinkage": "non_negative",
     "content.hybrid_shrinkage": "non_negative", "youtube.softmax_weight": "non_negative",
     "youtube.rating_weight": "non_negative", "youtube.sampler_power": "non_negative",
+    "ease.min_stars": "non_negative", "knn.shrink": "non_negative",
+    "knn.min_stars": "non_negative", "rp3.alpha": "non_negative", "rp3.beta": "non_negative",
+    "rp3.min_stars": "non_negative",
     # Dropout rates, shares and decays.
     "model.dropout": "fraction", "autoencoder.dropout": "fraction",
     "autoencoder.input_dropout": "fraction", "graph.dropout": "fraction",
@@ -69,6 +72,8 @@ FIELDS: dict[str, str] = {
     "eda_top_k": "positive", "data.synthetic.n_users": "positive",
     "data.synthetic.n_items": "positive", "data.synthetic.n_ratings": "positive",
     "data.synthetic.rank": "positive",
+    "ease.l2": "positive", "ease.max_items": "positive", "knn.k": "positive",
+    "rp3.k": "positive",
     # Layer widths and cut-offs (every entry).
     "model.mlp_layers": "positive", "model.hidden": "positive",
     "autoencoder.layers": "positive", "youtube.tower": "positive", "eval.ks": "positive",

@@ -39,6 +39,7 @@ FAMILIES: dict[str, str] = {
     "bert4rec": "netrec_jax.train.sequence",
     "youtube_dnn": "netrec_jax.train.youtube",
     "content": "netrec_jax.train.content",
+    **dict.fromkeys(("ease", "item_knn", "rp3beta"), "netrec_jax.train.closed_form"),
 }
 
 # Read by every run, whatever the model.
