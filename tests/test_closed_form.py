@@ -249,3 +249,13 @@ def test_use_modes_recommend_new_user_and_similar(runs):
   assert len(listed) == 5 and not set(listed) & set(given)
   similar = use.similar(None, None, movies=str(int(movies[0])), n=3, opened=opened)
   assert len(similar["similar"][0]["neighbours"]) == 3
+  # The cosine of item_vectors is half second-order, half the direct weights both ways.
+  recommender = opened.recommender
+  w = np.asarray(recommender.matrix, np.float64)
+  v = recommender.item_vectors().astype(np.float64)
+  unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+  a = np.linalg.norm(w, axis=1)
+  expected = 0.5 * (w @ w.T) / np.outer(a, a) + 0.5 * (w / a[:, None] + w.T / a[None, :])
+  np.fill_diagonal(expected, 1.0)
+  np.testing.assert_allclose(unit @ unit.T, expected, atol=1e-5)
+  np.testing.assert_array_equal(recommender.similar_items(7), w[7])
