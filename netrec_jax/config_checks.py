@@ -49,6 +49,9 @@ FIELDS: dict[str, str] = {
     "vae.beta_cap": "non_negative", "vae.anneal_steps": "non_negative",
     "split.interaction_threshold": "non_negative", "split.min_user_interactions": "non_negative",
     "split.min_item_interactions": "non_negative",
+    "ease.min_stars": "non_negative", "knn.shrink": "non_negative",
+    "knn.min_stars": "non_negative", "rp3.alpha": "non_negative", "rp3.beta": "non_negative",
+    "rp3.min_stars": "non_negative",
     # Dropout rates, shares and decays.
     "model.dropout": "fraction", "autoencoder.dropout": "fraction",
     "autoencoder.input_dropout": "fraction", "graph.dropout": "fraction",
@@ -74,6 +77,8 @@ FIELDS: dict[str, str] = {
     "eda_top_k": "positive", "data.synthetic.n_users": "positive",
     "data.synthetic.n_items": "positive", "data.synthetic.n_ratings": "positive",
     "data.synthetic.rank": "positive", "split.heldout_users": "positive",
+    "ease.l2": "positive", "ease.max_items": "positive", "knn.k": "positive",
+    "rp3.k": "positive",
     # Layer widths and cut-offs (every entry).
     "model.mlp_layers": "positive", "model.hidden": "positive",
     "autoencoder.layers": "positive", "youtube.tower": "positive", "vae.hidden": "positive",

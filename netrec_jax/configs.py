@@ -67,7 +67,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- Model (netrec_jax/models). model.name picks the family (netrec_jax/train/family.py):
   # mf | gmf | mlp | neumf | hybrid (pair), autorec | deep_ae (autoencoder), gcmc | lightgcn
-  # (graph), bert4rec (sequence), youtube_dnn (youtube), content (content). Each family reads
+  # (graph), bert4rec (sequence), youtube_dnn (youtube), content (content), ease | item_knn |
+  # rp3beta (closed_form). Each family reads
   # only its own section below; a changed field that the chosen family does not read is an
   # error naming it.
   config.task = "explicit"  # pair models: explicit (MSE on ratings) | implicit (BCE, negatives)
@@ -173,6 +174,29 @@ def base_config() -> ml_collections.ConfigDict:
   # trained into WORKDIR/cf on this config's data and split
   config.content.cf_model = "mf"
   config.content.hybrid_shrinkage = 5.0  # CF weight n_i / (n_i + this); 0 items -> content
+
+  # --- Closed-form top-N models: ease | item_knn | rp3beta (netrec_jax/train/closed_form.py);
+  # nothing is trained by gradient descent. Each reads X, the users x items binary matrix of
+  # training ratings with stars >= its min_stars (0: every training rating is an interaction),
+  # and predicts no ratings (ranking metrics only).
+  config.ease = ml_collections.ConfigDict()
+  config.ease.l2 = 500.0  # lambda of (X^T X + lambda I)^-1 (Steck: ML-20M 500, Netflix 1000)
+  config.ease.min_stars = 0.0  # training ratings >= this are interactions (0: all)
+  config.ease.dtype = "float32"  # float32 | float64 (the dense solve; float64 via enable_x64)
+  # Refuse catalogs above this many items before allocating (5 n^2 floats at the peak:
+  # 17,770 movies = 6.3 GB float32); free device/host memory is checked as well.
+  config.ease.max_items = 40_000
+  config.knn = ml_collections.ConfigDict()  # item_knn: cosine with shrinkage, top-k
+  config.knn.k = 100  # neighbours kept per target item (Dacrema et al.'s fit default: 50)
+  config.knn.shrink = 10.0  # sim = dot / (|a||b| + shrink) (Dacrema et al.'s fit default: 100)
+  config.knn.normalize = True  # divide by |a||b| (cosine); False: dot / shrink
+  config.knn.min_stars = 0.0  # training ratings >= this are interactions (0: all)
+  config.rp3 = ml_collections.ConfigDict()  # rp3beta (Paudel et al. 2017)
+  config.rp3.alpha = 1.0  # exponent on the transition probabilities
+  config.rp3.beta = 0.6  # divide by item popularity ** beta
+  config.rp3.k = 100  # neighbours kept per item (row, then column, as the reference code)
+  config.rp3.normalize = True  # l1-normalise each item's row after the top-k
+  config.rp3.min_stars = 0.0  # training ratings >= this are interactions (0: all)
 
   # Fields set to None below take the chosen model's own default (each family module's
   # DEFAULTS), so every model trains with settings that suit it unless a field is set.

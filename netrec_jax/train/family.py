@@ -40,6 +40,7 @@ FAMILIES: dict[str, str] = {
     "youtube_dnn": "netrec_jax.train.youtube",
     "content": "netrec_jax.train.content",
     **dict.fromkeys(("mult_vae", "mult_dae"), "netrec_jax.train.multvae"),
+    **dict.fromkeys(("ease", "item_knn", "rp3beta"), "netrec_jax.train.closed_form"),
 }
 
 # Read by every run, whatever the model.
