@@ -177,6 +177,12 @@ def test_fold_in_of_a_training_users_row_equals_their_scores(model, runs):
     mine = users == user
     folded = recommender.fold_in(items[mine], stars[mine])
     np.testing.assert_allclose(folded, scores[row], rtol=1e-6, atol=1e-7)
+  # The batched fold-in (the strong-generalization evaluator's path) agrees row by row.
+  import scipy.sparse as sp
+  pick = np.isin(users, (3, 17))
+  batch = sp.csr_matrix((stars[pick], ((users[pick] == 17).astype(int), items[pick])),
+                        shape=(2, store.n_items))
+  np.testing.assert_allclose(recommender.fold_in_batch(batch), scores, rtol=1e-6, atol=1e-7)
 
 
 def test_min_stars_keeps_only_liked_ratings_also_in_fold_in(runs, tmp_path):

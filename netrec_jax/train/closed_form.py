@@ -184,6 +184,15 @@ class ClosedFormRecommender:
     row.data[:] = 1.0
     return self._scores(row)[0]
 
+  def fold_in_batch(self, rows: sp.csr_matrix) -> np.ndarray:
+    """[n, n_items] scores for n new users (a CSR of their stars): their binary rows times W."""
+    binary = sp.csr_matrix(rows, dtype=np.float32, copy=True)
+    if self.min_stars > 0:
+      binary.data[binary.data < self.min_stars] = 0.0
+      binary.eliminate_zeros()
+    binary.data[:] = 1.0
+    return self._scores(binary)
+
   def item_vectors(self) -> np.ndarray:
     """[n_items, n_items] W_i + |W_i| e_i: rows whose cosine blends the second-order and the
     direct item-item similarity half and half (see the module docstring)."""

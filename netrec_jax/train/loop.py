@@ -31,6 +31,7 @@ from absl import logging
 
 from netrec_jax import configs
 from netrec_jax.data import datasets
+from netrec_jax.data import splits as splits_lib
 from netrec_jax.data.store import atomic_write_text
 from netrec_jax.eval import evaluator
 from netrec_jax.progress import Progress, quiet_library_logs
@@ -127,6 +128,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   # ---- Set up data, mesh and model.
   setup = fam.setup(config)
+  if (setup.split.protocol == splits_lib.STRONG_PROTOCOL
+      and setup.valid_metric in evaluator.RATING_METRICS):
+    # Held-out users have no training ratings to predict from: best is picked by the ranking
+    # figure of the validation users' fold-in, as Liang et al. pick it.
+    setup.valid_metric, setup.lower_is_better = evaluator.STRONG_VALID_METRIC, False
   cfg = config.train
   logging.info("%s (%s family): %s, split %s (protocol %s), %d training %s; mesh %s",
                config.model.name, fam.name, setup.store.name, setup.split.name,
