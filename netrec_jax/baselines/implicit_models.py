@@ -66,6 +66,28 @@ class ImplicitRecommender:
   def score_items(self, users: np.ndarray) -> np.ndarray:
     return self.user_factors[users] @ self.item_factors.T
 
+  @property
+  def fold_in_method(self) -> str:
+    return ("implicit's own least-squares user solve (recalculate_user), item factors fixed"
+            if self.algorithm == "als" else "none: BPR has no closed-form user solve")
+
+  def fold_in_batch(self, rows: sp.csr_matrix) -> np.ndarray:
+    """[n, n_items] scores for n new users (a CSR of their stars, read as interactions)."""
+    if self.algorithm != "als":
+      raise NotImplementedError(f"{self.name}: {self.fold_in_method}")
+    from threadpoolctl import threadpool_limits
+    binary = sp.csr_matrix(rows, dtype=np.float32, copy=True)
+    binary.data[:] = 1.0
+    with threadpool_limits(1, "blas"):
+      factors = self.model.recalculate_user(np.arange(binary.shape[0]), binary)
+    return np.asarray(factors) @ self.item_factors.T
+
+  def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    items = np.asarray(items, np.int64)
+    row = sp.csr_matrix((np.ones(len(items), np.float32), (np.zeros(len(items), int), items)),
+                        shape=(1, self.item_factors.shape[0]))
+    return self.fold_in_batch(row)[0]
+
 
 def check_orientation(model, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
   """Factor matrices, after checking implicit fitted users x items and not the transpose."""
