@@ -46,7 +46,7 @@ FIELDS: dict[str, str] = {
     "content.tag_weight": "non_negative", "content.user_mean_shrinkage": "non_negative",
     "content.hybrid_shrinkage": "non_negative", "youtube.softmax_weight": "non_negative",
     "youtube.rating_weight": "non_negative", "youtube.sampler_power": "non_negative",
-    "vae.beta_cap": "non_negative", "vae.anneal_steps": "non_negative",
+    "vae.beta_cap": "non_negative", "vae.anneal_epochs": "non_negative",
     "split.interaction_threshold": "non_negative", "split.min_user_interactions": "non_negative",
     "split.min_item_interactions": "non_negative",
     "ease.min_stars": "non_negative", "knn.shrink": "non_negative",

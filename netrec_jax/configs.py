@@ -106,7 +106,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.vae.latent = 200  # width of the code
   config.vae.dropout = 0.5  # input dropout on the L2-normalised row
   config.vae.beta_cap = 0.2  # mult_vae: the KL weight is annealed linearly up to this
-  config.vae.anneal_steps = 0  # updates over which beta reaches the cap (0: the whole run)
+  config.vae.anneal_epochs = 20  # epochs over which beta rises linearly to the cap (0: at once)
 
   # --- Graph models: gcmc | lightgcn (netrec_jax/train/graph.py).
   config.graph = ml_collections.ConfigDict()

@@ -33,6 +33,8 @@ TINY_MODEL_FIELDS = {
                  "split.kind": "loo", "eval.sampled_negatives": 0},
     "youtube_dnn": {"youtube.embed_dim": 8, "youtube.num_sampled": 16, "youtube.tower": (16,),
                     "youtube.out_dim": 8, "train.batch_size": 512},
+    "mult_vae": {"vae.hidden": (16,), "vae.latent": 8, "train.batch_size": 64,
+                 "train.eval_every": 1},
 }
 
 

@@ -4,7 +4,10 @@ An example is a user: their training ratings as a binary row over the catalog (e
 rating counts as an interaction; the strong-generalization split keeps only ratings >= 4, as
 Liang et al. do). Batches of rows [B, n_items] are built on the host from the training CSR and
 sharded over the mesh's `data` axis; parameters are replicated. beta is annealed linearly
-from 0 to vae.beta_cap over vae.anneal_steps updates (0: over the whole run). `best` is picked
+from 0 to vae.beta_cap over vae.anneal_epochs epochs' updates: a count of the data, not of
+the run, so a run extended by more epochs (or resumed) anneals as an uninterrupted one.
+The paper anneals over 200k updates (about 860 ML-20M epochs at batch 500, so its beta is
+still rising at its 200th epoch) and reports the best beta seen on validation. `best` is picked
 by validation NDCG@100 over the full catalog, the paper's criterion.
 
 Scores are the decoder's logits for the user's training row (the code's mean, no dropout), so
@@ -53,7 +56,7 @@ class MultVAESetup(Setup):
   matrix: sp.csr_matrix = None  # training interactions, users x items
   users: np.ndarray = None  # users with a training interaction (the epoch's examples)
   batch_rows: int = 0
-  anneal_steps: int = 0
+  anneal_steps: int = 0  # updates until beta reaches its cap
 
 
 class MultVAEFamily(Family):
@@ -95,13 +98,12 @@ class MultVAEFamily(Family):
     matrix = interaction_rows(store, train_rows)
     users = np.flatnonzero(np.diff(matrix.indptr) > 0)
     steps_per_epoch = -(-len(users) // batch_rows)
-    total = steps_per_epoch * config.train.epochs
-    tx = optim.dense_optimizer(config.optimizer, total)
+    tx = optim.dense_optimizer(config.optimizer, steps_per_epoch * config.train.epochs)
     return MultVAESetup(
         config=config, store=store, split=split, mesh=mesh, valid_metric=VALID_METRIC,
         lower_is_better=False, n_examples=len(users), unit="users",
         steps_per_epoch=steps_per_epoch, model=model, tx=tx, matrix=matrix, users=users,
-        batch_rows=batch_rows, anneal_steps=int(v.anneal_steps) or total)
+        batch_rows=batch_rows, anneal_steps=int(v.anneal_epochs) * steps_per_epoch)
 
   def init(self, setup: MultVAESetup):
     seed, n_items = setup.config.seed, setup.store.n_items
