@@ -197,17 +197,31 @@ def compare_folds(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any
     protocol = "ml100k_5fold"
   else:
     protocol = "ml100k_" + ("_".join(folds) if len(folds) == 1 else "folds_" + "_".join(folds))
+  summary = fold_summary(per_fold, folds, protocol)
+  report.write_table(workdir / "comparison_folds", summary)
+  return summary
+
+
+def fold_summary(per_fold: dict[str, list[dict[str, Any]]], folds: list[str], protocol: str
+                 ) -> list[dict[str, Any]]:
+  """Mean and spread over folds of each model's metrics (rows in the same model order).
+
+  A metric is averaged only where every fold has a number for it; per-fold p-values are not
+  averaged (a mean of p-values is no test), and neither are the per-fold intervals.
+  """
   summary = []
   for k, first in enumerate(per_fold[folds[0]]):
     row = {"model": first["model"], "protocol": protocol, "folds": len(folds)}
-    for key, value in first.items():
-      if isinstance(value, float) and not key.endswith("_s") and key != "peak_traced_mb":
-        values = np.array([per_fold[f][k][key] for f in folds], np.float64)
+    for key in first:
+      if key.endswith(("_s", "_p_vs_best", "_ci95")) or key == "peak_traced_mb":
+        continue
+      values = [per_fold[f][k].get(key) for f in folds]
+      if all(isinstance(v, float) for v in values):
+        values = np.array(values, np.float64)
         row[f"{key}_mean"] = float(values.mean())
         row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     row["fit_s_mean"] = float(np.mean([per_fold[f][k].get("fit_s", np.nan) for f in folds]))
     summary.append(row)
-  report.write_table(workdir / "comparison_folds", summary)
   return summary
 
 

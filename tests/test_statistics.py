@@ -268,3 +268,25 @@ def test_summarise_seeds():
   assert math.isnan(statistics.summarise_seeds(runs[:1])["rmse"]["std"])
   with pytest.raises(ValueError, match="'ndcg@10'.*\\[0\\]"):
     statistics.summarise_seeds([{"rmse": 0.9}, {"rmse": 0.9, "ndcg@10": 0.1}])
+
+
+def test_fold_summary_averages_numbers_and_leaves_p_values_alone():
+  """Folds where different models are best: p-values are 'best' in one fold and numbers in
+  another (this crashed the 5-fold comparison); they are not averaged, the metrics are."""
+  from netrec_jax.compare import fold_summary
+  per_fold = {
+      "u1": [{"model": "a", "rmse": 0.90, "rmse_p_vs_best": "best", "rmse_ci95": "[0.8, 1.0]",
+              "mae": "n/a", "fit_s": 1.0},
+             {"model": "b", "rmse": 0.95, "rmse_p_vs_best": 0.01, "rmse_ci95": "[0.9, 1.0]",
+              "mae": "n/a", "fit_s": 2.0}],
+      "u2": [{"model": "a", "rmse": 0.96, "rmse_p_vs_best": 0.03, "rmse_ci95": "[0.9, 1.0]",
+              "mae": "n/a", "fit_s": 3.0},
+             {"model": "b", "rmse": 0.93, "rmse_p_vs_best": "best", "rmse_ci95": "[0.9, 1.0]",
+              "mae": "n/a", "fit_s": 4.0}],
+  }
+  rows = fold_summary(per_fold, ["u1", "u2"], "ml100k_u1_u2")
+  assert [r["model"] for r in rows] == ["a", "b"]
+  assert rows[0]["rmse_mean"] == pytest.approx(0.93)
+  assert rows[0]["rmse_std"] == pytest.approx(np.std([0.90, 0.96], ddof=1))
+  assert rows[1]["fit_s_mean"] == pytest.approx(3.0)
+  assert not any(k.startswith(("rmse_p", "rmse_ci", "mae")) for r in rows for k in r)
