@@ -22,5 +22,6 @@ def get_config():
   config.split.test_fraction = 0.1  # of the movies
   config.split.valid_fraction = 0.05
   config.split.seed = 0
-  config.compare.models = "content,content@hybrid,mf,surprise_svd,surprise_baseline,implicit_als"
+  config.compare.models = ("content,content@hybrid,mf_ml100k,surprise_svd,surprise_baseline,"
+                           "implicit_als")  # mf_ml100k: MF with its tuned settings
   return config
