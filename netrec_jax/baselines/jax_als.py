@@ -50,7 +50,9 @@ def bucket_rows(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray, reg: np.nda
   buckets = []
   for size in np.unique(width[lens > 0]):
     sel = np.flatnonzero((width == size) & (lens > 0))
-    per_chunk = max(1, chunk // int(size))  # not fewer for a small bucket: shared shapes
+    # Not fewer for a small bucket (shapes are shared); never one row, which XLA:CPU turns
+    # into a strided column reduction ~30x slower per entry.
+    per_chunk = max(2, chunk // int(size))
     n_pad = -(-len(sel) // per_chunk) * per_chunk
     cols = np.arange(size)
     mask = cols[None, :] < lens[sel, None]
