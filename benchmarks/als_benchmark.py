@@ -9,8 +9,8 @@ split; built into --out/stores once), at equal factors / iterations / regulariza
   jax_ials      our JaxIALS with confidence="linear" (implicit's c = alpha r): the same model
   jax_als       our explicit WR-ALS (CG, 3 steps; lambda --explicit_reg), scored by RMSE
   jax_als_exact the explicit WR-ALS with exact solves (sizes --exact_sizes), its accuracy bar
-Seconds per iteration are the fit's own per-iteration times (implicit's callback; ours from
-iteration_seconds), jit compile excluded and reported separately. implicit and jax_ials fits
+Seconds per iteration are the fit's own per-iteration wall and process CPU times (implicit's
+callback; ours from iteration_seconds), jit compile excluded and reported separately. implicit and jax_ials fits
 alternate --repeats times (the machine may be shared); the load average before each fit and
 the process CPU seconds per wall second of each fit (cores used) are recorded. Accuracy:
 recall@20 / ndcg@20 of evaluator.evaluate (relevant = test rating >= 4), RMSE for jax_als.
@@ -78,15 +78,18 @@ def fit_one(name: str, store, train_rows) -> tuple[Any, dict[str, Any]]:
   cpu, t0 = _cpu_seconds(), time.perf_counter()
   model.fit(store, train_rows)
   wall = time.perf_counter() - t0
-  seconds = list(model.iteration_seconds)
+  seconds, cpu_seconds = list(model.iteration_seconds), list(model.iteration_cpu_seconds)
   row = {"model": name, "load_average_before": load, "fit_seconds": wall,
          "cores_used": (_cpu_seconds() - cpu) / wall, "iteration_seconds": seconds,
+         "iteration_cpu_seconds": cpu_seconds,
          "median_iteration_seconds": float(np.median(seconds)),
+         "median_iteration_cpu_seconds": float(np.median(cpu_seconds)),
          "compile_seconds": getattr(model, "compile_seconds", None),
          "setup_seconds": getattr(model, "setup_seconds", None)}
-  print(f"  {name}: {row['median_iteration_seconds']:.3f} s/iteration (median of {len(seconds)}), "
-        f"fit {wall:.1f} s, compile {row['compile_seconds'] or 0:.1f} s, load {load:.1f}, "
-        f"cores {row['cores_used']:.2f}", flush=True)
+  print(f"  {name}: {row['median_iteration_seconds']:.3f} s/iteration (median of {len(seconds)}; "
+        f"CPU {row['median_iteration_cpu_seconds']:.3f} s), fit {wall:.1f} s, compile "
+        f"{row['compile_seconds'] or 0:.1f} s, load {load:.1f}, cores {row['cores_used']:.2f}",
+        flush=True)
   return model, row
 
 
@@ -139,22 +142,29 @@ def run_size(size: str, out: Path) -> dict[str, Any]:
     print(f"  {name}: {accuracy[name]}", flush=True)
   summary = {}
   for name in models:
-    seconds = [s for f in fits if f["model"] == name for s in f["iteration_seconds"]]
+    mine = [f for f in fits if f["model"] == name]
+    seconds = [s for f in mine for s in f["iteration_seconds"]]
+    cpu = [s for f in mine for s in f["iteration_cpu_seconds"]]
     summary[name] = {"median_iteration_seconds": float(np.median(seconds)),
                      "min_iteration_seconds": float(np.min(seconds)),
-                     "compile_seconds": next(f["compile_seconds"] for f in fits
-                                             if f["model"] == name)}
-  base = summary["implicit_als"]["median_iteration_seconds"]
-  for name in summary:
-    summary[name]["ratio_to_implicit"] = summary[name]["median_iteration_seconds"] / base
+                     "median_iteration_cpu_seconds": float(np.median(cpu)),
+                     "compile_seconds": mine[0]["compile_seconds"],
+                     "setup_seconds": mine[0]["setup_seconds"],
+                     "load_average_before": [f["load_average_before"] for f in mine]}
+  base = summary["implicit_als"]
+  for s in summary.values():
+    s["ratio_to_implicit"] = s["median_iteration_seconds"] / base["median_iteration_seconds"]
+    s["cpu_ratio_to_implicit"] = (s["median_iteration_cpu_seconds"] /
+                                  base["median_iteration_cpu_seconds"])
   return {"size": size, "n_ratings": store.n_ratings, "n_train": len(data.train_rows),
           "n_users": store.n_users, "n_items": store.n_items, "split": split.name,
           "fits": fits, "summary": summary, "accuracy": accuracy}
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
-  lines = ["| size | model | s / iteration (median) | ours / implicit | compile s | recall@20 "
-           "| ndcg@20 | RMSE |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+  lines = ["| size | model | wall s / iteration (median) | / implicit | CPU s / iteration "
+           "| / implicit | compile s | recall@20 | ndcg@20 | RMSE | load before fits |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
   for r in results:
     for name, s in r["summary"].items():
       acc = r["accuracy"][name]
@@ -162,10 +172,12 @@ def markdown(results: list[dict[str, Any]]) -> str:
       def fmt(x, spec=".4f"):
         return "n/a" if x is None else format(x, spec)
 
+      load = ", ".join(f"{x:.1f}" for x in s["load_average_before"])
       lines.append(f"| {r['size']} | {name} | {s['median_iteration_seconds']:.3f} "
-                   f"| {s['ratio_to_implicit']:.2f}x | {fmt(s['compile_seconds'], '.1f')} "
+                   f"| {s['ratio_to_implicit']:.2f}x | {s['median_iteration_cpu_seconds']:.3f} "
+                   f"| {s['cpu_ratio_to_implicit']:.2f}x | {fmt(s['compile_seconds'], '.1f')} "
                    f"| {fmt(acc.get('recall@20'))} | {fmt(acc.get('ndcg@20'))} "
-                   f"| {fmt(acc.get('rmse'))} |")
+                   f"| {fmt(acc.get('rmse'))} | {load} |")
   return "\n".join(lines) + "\n"
 
 
