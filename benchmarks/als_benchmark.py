@@ -10,10 +10,11 @@ split; built into --out/stores once), at equal factors / iterations / regulariza
   jax_als       our explicit WR-ALS (CG, 3 steps; lambda --explicit_reg), scored by RMSE
   jax_als_exact the explicit WR-ALS with exact solves (sizes --exact_sizes), its accuracy bar
 Seconds per iteration are the fit's own per-iteration wall and process CPU times (implicit's
-callback; ours from iteration_seconds), jit compile excluded and reported separately. implicit and jax_ials fits
-alternate --repeats times (the machine may be shared); the load average before each fit and
-the process CPU seconds per wall second of each fit (cores used) are recorded. Accuracy:
-recall@20 / ndcg@20 of evaluator.evaluate (relevant = test rating >= 4), RMSE for jax_als.
+callback; ours from iteration_seconds), jit compile excluded and reported separately.
+implicit and jax_ials fits alternate --repeats times (the machine may be shared); the load
+average before each fit and the process CPU seconds per wall second of each fit (cores used)
+are recorded. Accuracy: recall@20 / ndcg@20 of evaluator.evaluate (relevant = test rating
+>= 4), RMSE for jax_als.
 Writes --out/als_result.json and als_result.md.
 """
 
