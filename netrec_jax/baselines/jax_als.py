@@ -20,9 +20,7 @@ back in row order by one gather. A chunk stays in cache for all its CG steps.
 from __future__ import annotations
 
 import functools
-import os
 import time
-from concurrent import futures
 
 import jax
 import jax.numpy as jnp
@@ -135,27 +133,16 @@ def _pad_rows(n: int) -> int:
   return 1 << max(10, int(np.ceil(np.log2(max(n, 1)))))
 
 
-def _streams() -> int:
-  """Threads that dispatch chunks: XLA:CPU runs one chunk on one core, and executions
-  started from different threads run side by side (one thread used ~1.0 core, two ~1.5 on
-  the shared 2-core machine)."""
-  return max(1, min(os.cpu_count() or 1, 8))
-
-
 class _Sweeps:
   """Both sides' chunks on device and the half-sweeps over them.
 
   A half-sweep dispatches one jitted call per chunk, all with shapes that depend only on the
-  bucket width. The chunks are dealt round-robin to `streams` threads, each writing into its
-  own output buffer (rows are disjoint, so the buffers' sum is exact and the result does not
-  depend on the number of streams). Padding rows have row index n_pad and are dropped.
+  bucket width, alternating between two output buffers so consecutive chunks do not wait for
+  each other. Padding rows of a chunk have row index n_pad and are dropped when written.
   """
 
-  def __init__(self, by_user, by_item, n_pad: int, k: int, gram_weight: float, cg_steps: int,
-               streams: int | None = None):
+  def __init__(self, by_user, by_item, n_pad: int, k: int, gram_weight: float, cg_steps: int):
     self.n_pad, self.k, self.cg_steps = n_pad, k, cg_steps
-    self.streams = streams or _streams()
-    self.pool = futures.ThreadPoolExecutor(self.streams) if self.streams > 1 else None
     self.gram_weight = jnp.float32(gram_weight)
     self.sides = [self._chunks(side) for side in (by_user, by_item)]
     t0 = time.perf_counter()  # compile every chunk shape once (a throwaway solve each)
@@ -177,25 +164,10 @@ class _Sweeps:
 
   def half(self, side: int, x_old: jax.Array, y: jax.Array) -> jax.Array:
     gram = _gram(y, self.gram_weight)
-
-    def stream(chunks) -> jax.Array:
-      out = jnp.zeros_like(x_old)
-      for chunk in chunks:
-        out = _solve_chunk(out, x_old, y, gram, *chunk, cg_steps=self.cg_steps)
-      return out.block_until_ready()
-
-    chunks = self.sides[side]
-    if self.pool is None:
-      return stream(chunks)
-    outs = list(self.pool.map(stream, [chunks[j::self.streams] for j in range(self.streams)]))
-    while len(outs) > 1:
-      outs = [_add(*outs[j:j + 2]) if j + 1 < len(outs) else outs[j]
-              for j in range(0, len(outs), 2)]
-    return outs[0]
-
-  def close(self) -> None:
-    if self.pool is not None:
-      self.pool.shutdown()
+    outs = [jnp.zeros_like(x_old), jnp.zeros_like(x_old)]
+    for j, chunk in enumerate(self.sides[side]):
+      outs[j % 2] = _solve_chunk(outs[j % 2], x_old, y, gram, *chunk, cg_steps=self.cg_steps)
+    return _add(*outs)
 
   def run(self, users, items, iterations: int):
     """Factors after `iterations`, with each iteration's wall and process CPU seconds."""
@@ -232,10 +204,7 @@ def fit_factors(by_user: sp.csr_matrix, user_values: tuple, item_values: tuple, 
   padded = [jnp.asarray(np.pad(f, ((0, n_pad - len(f)), (0, 0)))) for f in (users, items)]
   sweeps = _Sweeps(*sides, n_pad, k, gram_weight, cg_steps)
   setup = time.perf_counter() - t0 - sweeps.compile_seconds
-  try:
-    users, items, seconds, cpu = sweeps.run(*padded, iterations)
-  finally:
-    sweeps.close()
+  users, items, seconds, cpu = sweeps.run(*padded, iterations)
   return {"user_factors": np.asarray(users)[:n_users], "item_factors": np.asarray(items)[:n_items],
           "setup_seconds": setup, "compile_seconds": sweeps.compile_seconds,
           "iteration_seconds": seconds, "iteration_cpu_seconds": cpu}
