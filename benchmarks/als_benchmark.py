@@ -2,6 +2,7 @@
 
   python benchmarks/als_benchmark.py --out=bench_out/als                 # 1m and 10m
   python benchmarks/als_benchmark.py --sizes=1m --repeats=1              # quick, ~2 min
+  python benchmarks/als_benchmark.py --cpu_devices=2                    # both cores
 
 On the synthetic stores of benchmarks/baselines_benchmark.py (same shapes, same 90/10 random
 split; built into --out/stores once), at equal factors / iterations / regularization / alpha:
@@ -15,7 +16,7 @@ implicit and jax_ials fits alternate --repeats times (the machine may be shared)
 average before each fit and the process CPU seconds per wall second of each fit (cores used)
 are recorded. Accuracy: recall@20 / ndcg@20 of evaluator.evaluate (relevant = test rating
 >= 4), RMSE for jax_als.
-Writes --out/als_result.json and als_result.md.
+Writes --out/als_result_<N>dev.json and .md (N: JAX devices).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ _EXPLICIT_REG = flags.DEFINE_float("explicit_reg", 0.1, "WR-ALS lambda (compare'
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Alternating implicit / jax_ials fits per size.")
 _EXACT_SIZES = flags.DEFINE_list("exact_sizes", ["1m"], "Sizes that also fit jax_als_exact.")
 _RANK_SIZES = flags.DEFINE_list("rank_sizes", ["1m", "10m"], "Sizes with ranking metrics.")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", 0, "> 0: run JAX on this many CPU devices (XLA_FLAGS, set before jax is "
+    "imported); our ALS spreads its chunks over them, one core each. 0: as the environment.")
 
 _KS = (10, 20)
 
@@ -187,19 +191,28 @@ def main(argv):
   unknown = [s for s in _SIZES.value if s not in SIZES]
   if unknown:
     raise app.UsageError(f"unknown sizes {unknown}; expected {list(SIZES)}")
+  if _CPU_DEVICES.value > 0:
+    if "jax" in sys.modules:
+      raise app.UsageError("--cpu_devices must be set before jax is imported")
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_"
+                               f"device_count={_CPU_DEVICES.value}").strip()
+  import jax
   out = Path(_OUT.value).resolve()
   out.mkdir(parents=True, exist_ok=True)
   machine = {"cores": os.cpu_count(), "load_average_at_start": os.getloadavg()[0],
-             "command": " ".join(sys.argv)}
+             "command": " ".join(sys.argv), "jax_devices": [str(d) for d in jax.devices()]}
+  print(f"JAX devices: {machine['jax_devices']}", flush=True)
   results = []
+  stem = f"als_result_{len(jax.devices())}dev"
   for size in _SIZES.value:
     results.append(run_size(size, out))
-    (out / "als_result.json").write_text(json.dumps({"machine": machine, "results": results},
-                                                    indent=2, default=float))
+    (out / f"{stem}.json").write_text(json.dumps({"machine": machine, "results": results},
+                                                 indent=2, default=float))
   table = markdown(results)
-  (out / "als_result.md").write_text(
-      f"# ALS vs implicit ({machine['cores']} cores, load {machine['load_average_at_start']:.1f} "
-      f"at start)\n\n`{machine['command']}`\n\n" + table)
+  (out / f"{stem}.md").write_text(
+      f"# ALS vs implicit ({machine['cores']} cores, {len(machine['jax_devices'])} JAX devices, "
+      f"load {machine['load_average_at_start']:.1f} at start)\n\n`{machine['command']}`\n\n"
+      + table)
   print()
   print(table)
 

@@ -134,7 +134,7 @@ def test_ials_matches_implicit_objective_from_the_same_start(tiny):
     np.testing.assert_allclose(ours.item_factors, theirs.item_factors, atol=1e-2)
 
 
-def test_ials_ranks_like_implicit_and_does_not_depend_on_the_device(tmp_path):
+def test_ials_ranks_like_implicit_and_does_not_depend_on_devices(tmp_path, monkeypatch):
   store = build_synthetic_store(SyntheticConfig(n_users=1200, n_items=500, n_ratings=40_000),
                                 tmp_path / "store")
   split = splits.random_split(store, 0.1, 0.0, seed=0)
@@ -145,6 +145,11 @@ def test_ials_ranks_like_implicit_and_does_not_depend_on_the_device(tmp_path):
   with jax.default_device(jax.devices()[-1]):
     elsewhere = jax_als.JaxIALS(confidence="linear", **settings).fit(store, data.train_rows)
   np.testing.assert_allclose(elsewhere.user_factors, ours.user_factors, atol=1e-5)
+  assert len(jax_als._devices()) == 4  # conftest: chunks were spread over 4 devices
+  monkeypatch.setattr(jax_als, "_devices", lambda: jax.devices()[:1])
+  one = jax_als.JaxIALS(confidence="linear", **settings).fit(store, data.train_rows)
+  monkeypatch.undo()
+  np.testing.assert_array_equal(one.item_factors, ours.item_factors)  # rows are independent
   recall = {m.name: evaluator.evaluate(m, data, ks=(20,))["ranking"]["recall@20"]
             for m in (theirs, ours)}
   assert recall["jax_ials"] > 0.05  # far above random (20 of 500 items: ~0.04 at best)

@@ -145,41 +145,65 @@ def _pad_rows(n: int) -> int:
   return 1 << max(10, int(np.ceil(np.log2(max(n, 1)))))
 
 
+def _devices() -> list[jax.Device]:
+  """Devices the chunks are spread over: every local device of the default backend."""
+  return jax.local_devices()
+
+
 class _Sweeps:
   """Both sides' chunks on device and the half-sweeps over them.
 
   A half-sweep dispatches one jitted call per chunk, all with shapes that depend only on the
-  bucket width, alternating between two output buffers so consecutive chunks do not wait for
-  each other. Padding rows of a chunk have row index n_pad and are dropped when written.
+  bucket width. Chunks are dealt round-robin to the local devices, each with its own copy of
+  the factors and its own output buffer: XLA:CPU runs one chunk on one core, and only
+  executions on different devices overlap (so with --xla_force_host_platform_device_count=2
+  on 2 cores a sweep takes ~0.55x the time; two threads dispatching to one device deadlocked
+  in PjRt instead). Rows are disjoint, so summing the buffers is exact and the factors do not
+  depend on the number of devices. Padding rows have row index n_pad and are dropped.
   """
 
   def __init__(self, by_user, by_item, n_pad: int, k: int, gram_weight: float, cg_steps: int):
     self.n_pad, self.k, self.cg_steps = n_pad, k, cg_steps
+    # Exact solves stay on one device: LAPACK solves running on two CPU devices at once
+    # deadlocked in PjRt (reproduced with 40 chunks on 2 devices; CG chunks ran fine).
+    self.devices = _devices() if cg_steps else _devices()[:1]
     self.gram_weight = jnp.float32(gram_weight)
     self.sides = [self._chunks(side) for side in (by_user, by_item)]
-    t0 = time.perf_counter()  # compile every chunk shape once (a throwaway solve each)
+    t0 = time.perf_counter()  # compile every chunk shape once per device (a throwaway solve)
     zeros = jnp.zeros((n_pad, k), jnp.float32)
-    gram = _gram(zeros, self.gram_weight)
     seen = set()
     for chunks in self.sides:
-      for chunk in chunks:
-        if chunk[1].shape not in seen:
-          seen.add(chunk[1].shape)
-          _solve_chunk(jnp.zeros_like(zeros), zeros, zeros, gram, *chunk, cg_steps=cg_steps)
+      for j, chunk in enumerate(chunks):
+        device = self.devices[j % len(self.devices)]
+        if (chunk[1].shape, device) not in seen:
+          seen.add((chunk[1].shape, device))
+          z = jax.device_put(zeros, device)
+          _solve_chunk(jnp.zeros_like(z), z, z, _gram(z, self.gram_weight), *chunk,
+                       cg_steps=cg_steps)
     _add(zeros, zeros).block_until_ready()
     self.compile_seconds = time.perf_counter() - t0
 
-  @staticmethod
-  def _chunks(buckets: list[Bucket]) -> list[tuple[jax.Array, ...]]:
-    return jax.device_put([tuple(v[j] for v in bucket) for bucket in buckets
-                           for j in range(bucket[0].shape[0])])
+  def _chunks(self, buckets: list[Bucket]) -> list[tuple[jax.Array, ...]]:
+    chunks = [tuple(v[j] for v in bucket) for bucket in buckets for j in range(bucket[0].shape[0])]
+    return [jax.device_put(chunk, self.devices[j % len(self.devices)])
+            for j, chunk in enumerate(chunks)]
 
   def half(self, side: int, x_old: jax.Array, y: jax.Array) -> jax.Array:
     gram = _gram(y, self.gram_weight)
-    outs = [jnp.zeros_like(x_old), jnp.zeros_like(x_old)]
+    # Inputs from another device are made ready before any chunk is dispatched, and outputs
+    # before they move: with transfers still pending, PjRt's CPU worker threads all blocked
+    # in executions waiting for them (a deadlock seen with 2 devices).
+    copies = jax.block_until_ready([jax.device_put((x_old, y, gram), device)
+                                    for device in self.devices])
+    outs = [jnp.zeros_like(copy[0]) for copy in copies]
+    n = len(self.devices)
     for j, chunk in enumerate(self.sides[side]):
-      outs[j % 2] = _solve_chunk(outs[j % 2], x_old, y, gram, *chunk, cg_steps=self.cg_steps)
-    return _add(*outs)
+      outs[j % n] = _solve_chunk(outs[j % n], *copies[j % n], *chunk, cg_steps=self.cg_steps)
+    outs = jax.block_until_ready(outs)
+    total = outs[0]
+    for out in outs[1:]:
+      total = _add(total, jax.block_until_ready(jax.device_put(out, self.devices[0])))
+    return total
 
   def run(self, users, items, iterations: int):
     """Factors after `iterations`, with each iteration's wall and process CPU seconds."""
