@@ -30,7 +30,10 @@ def interactions(store: RatingStore, rows: np.ndarray, min_rating: float | None 
 
 
 class ImplicitRecommender:
-  """ALS (confidence 1 + alpha) or BPR fitted on the training interactions."""
+  """ALS or BPR fitted on the binary training interactions.
+
+  implicit 0.7's ALS weighs an observed pair by alpha * r (here alpha, r = 1) and every
+  unobserved one by 1; Hu et al.'s 1 + alpha r is JaxIALS(confidence="hu")."""
 
   rating_note = ("not applicable: implicit's scores are preferences, not ratings (the source "
                  "documents' 'RMSE 3.68' for ALS compares the two)")

@@ -63,22 +63,24 @@ def bucket_rows(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray, reg: np.nda
     # Not fewer for a small bucket (shapes are shared); never one row, which XLA:CPU turns
     # into a strided column reduction ~30x slower per entry.
     per_chunk = max(2, chunk // int(size))
-    n_pad = -(-len(sel) // per_chunk) * per_chunk
     cols = np.arange(size)
     mask = cols[None, :] < lens[sel, None]
     src = np.where(mask, matrix.indptr[sel, None] + cols[None, :], 0)
-
-    def padded(values, dtype, fill=0):
-      out = np.full((n_pad,) + values.shape[1:], fill, dtype)
-      out[:len(sel)] = values
-      return out.reshape((n_pad // per_chunk, per_chunk) + values.shape[1:])
-
-    buckets.append((padded(sel, np.int32, fill=pad_row),
-                    padded(np.where(mask, matrix.indices[src], 0), np.int32),
-                    padded(np.where(mask, a[src], 0), np.float32),
-                    padded(np.where(mask, b[src], 0), np.float32),
-                    padded(reg[sel], np.float32, fill=1.0)))  # padding rows stay well-posed
+    buckets.append(tuple(_in_chunks(values, per_chunk, dtype, fill) for values, dtype, fill in (
+        (sel, np.int32, pad_row),
+        (np.where(mask, matrix.indices[src], 0), np.int32, 0),
+        (np.where(mask, a[src], 0), np.float32, 0),
+        (np.where(mask, b[src], 0), np.float32, 0),
+        (reg[sel], np.float32, 1.0))))  # reg 1: padding rows stay well-posed
   return buckets
+
+
+def _in_chunks(values: np.ndarray, per_chunk: int, dtype, fill) -> np.ndarray:
+  """values [n, ...] padded with `fill` to whole chunks: [n_chunks, per_chunk, ...]."""
+  n_pad = -(-len(values) // per_chunk) * per_chunk
+  out = np.full((n_pad,) + values.shape[1:], fill, dtype)
+  out[:len(values)] = values
+  return out.reshape((n_pad // per_chunk, per_chunk) + values.shape[1:])
 
 
 def _cg(x, y, gram, idx, a, b, reg, steps: int):
@@ -205,7 +207,8 @@ class _Sweeps:
       total = _add(total, jax.block_until_ready(jax.device_put(out, self.devices[0])))
     return total
 
-  def run(self, users, items, iterations: int):
+  def run(self, users: jax.Array, items: jax.Array, iterations: int
+          ) -> tuple[jax.Array, jax.Array, list[float], list[float]]:
     """Factors after `iterations`, with each iteration's wall and process CPU seconds."""
     seconds, cpu = [], []
     for _ in range(iterations):
@@ -218,23 +221,31 @@ class _Sweeps:
     return users, items, seconds, cpu
 
 
-def fit_factors(by_user: sp.csr_matrix, user_values: tuple, item_values: tuple, init,
-                gram_weight: float, cg_steps: int, iterations: int, chunk: int) -> dict:
+Values = tuple[np.ndarray, np.ndarray, np.ndarray]  # (a, b) per stored entry, reg per row
+
+
+def fit_factors(by_user: sp.csr_matrix, by_item: sp.csr_matrix, user_values: Values,
+                item_values: Values, init: tuple[np.ndarray, np.ndarray], gram_weight: float,
+                cg_steps: int, iterations: int, chunk: int) -> dict:
   """Alternates half-sweeps from init = (users [n_users, k], items [n_items, k]).
 
-  user_values / item_values: (a, b, reg) of the users x items CSR `by_user` and of its
-  transpose (a, b in each matrix's own data order). Returns the factors and the timings:
-  setup (buckets, transfers), compile (every chunk shape once) and each iteration.
+  by_user: the users x items CSR; by_item: its transpose as a CSR. Both are passed (not one
+  derived from the other here) because user_values / item_values, the (a, b, reg) of each
+  side, are in that matrix's own data order, which the caller computed them from. Returns
+  the factors and the timings: setup (buckets, transfers), compile (every chunk shape once)
+  and each iteration (wall and process CPU seconds).
   """
   t0 = time.perf_counter()
   n_users, n_items = by_user.shape
+  if by_item.shape != (n_items, n_users) or by_item.nnz != by_user.nnz:
+    raise ValueError(f"by_item must be by_user's transpose: {by_item.shape} with "
+                     f"{by_item.nnz} entries vs {by_user.shape} with {by_user.nnz}")
   users, items = (np.asarray(f, np.float32) for f in init)
   k = users.shape[1]
   if users.shape != (n_users, k) or items.shape != (n_items, k):
     raise ValueError(f"init factors must be [{n_users}, k] and [{n_items}, k], got "
                      f"{users.shape} and {items.shape}")
   n_pad = _pad_rows(max(n_users, n_items))
-  by_item = by_user.T.tocsr()
   sides = [bucket_rows(m, *values, chunk=chunk, pad_row=n_pad)
            for m, values in ((by_user, user_values), (by_item, item_values))]
   padded = [jnp.asarray(np.pad(f, ((0, n_pad - len(f)), (0, 0)))) for f in (users, items)]
@@ -260,7 +271,8 @@ class JaxALS:
     self.factors, self.reg, self.iterations = factors, reg, iterations
     self.seed, self.chunk, self.cg_steps, self.name = seed, chunk, cg_steps, name
 
-  def fit(self, store: RatingStore, rows: np.ndarray, *, init=None) -> "JaxALS":
+  def fit(self, store: RatingStore, rows: np.ndarray, *,
+          init: tuple[np.ndarray, np.ndarray] | None = None) -> "JaxALS":
     """init: optional (user, item) starting factors; else users 0, items N(0, 0.1^2)."""
     users, items = np.take(store.user, rows), np.take(store.item, rows)
     stars = store.stars(rows).astype(np.float32)
@@ -275,8 +287,8 @@ class JaxALS:
       key = jax.random.PRNGKey(self.seed)
       init = (np.zeros((store.n_users, self.factors), np.float32),
               np.asarray(0.1 * jax.random.normal(key, (store.n_items, self.factors))))
-    fitted = fit_factors(by_user, *values, init, 0.0, self.cg_steps, self.iterations,
-                         self.chunk)
+    fitted = fit_factors(by_user, by_item, *values, init, 0.0, self.cg_steps,
+                         self.iterations, self.chunk)
     for name, value in fitted.items():
       setattr(self, name, value)
     return self
@@ -346,14 +358,15 @@ class JaxIALS:
     self.reg_exponent, self.cg_steps, self.min_rating = reg_exponent, cg_steps, min_rating
     self.seed, self.chunk, self.name = seed, chunk, name
 
-  def _values(self, m: sp.csr_matrix, n_other: int) -> tuple[np.ndarray, ...]:
+  def _values(self, m: sp.csr_matrix, n_other: int) -> Values:
     """(a, b, reg) of one side: a = c - w0 and b = c per entry, reg per row."""
     c = confidence(m.data, self.alpha, self.confidence)
     reg = self.regularization * (np.diff(m.indptr) + self.unobserved_weight * n_other
                                  ) ** self.reg_exponent
     return c - self.unobserved_weight, c, reg.astype(np.float32)
 
-  def fit_matrix(self, matrix: sp.csr_matrix, *, init=None) -> "JaxIALS":
+  def fit_matrix(self, matrix: sp.csr_matrix, *,
+                 init: tuple[np.ndarray, np.ndarray] | None = None) -> "JaxIALS":
     """Fits a users x items CSR of interaction strengths r (entries that are present count)."""
     matrix = sp.csr_matrix(matrix, dtype=np.float32)
     matrix.sort_indices()
@@ -362,14 +375,16 @@ class JaxIALS:
       rng = np.random.default_rng(self.seed)
       init = (rng.random((n_users, self.factors), np.float32) * 0.01,
               rng.random((n_items, self.factors), np.float32) * 0.01)
-    values = (self._values(matrix, n_items), self._values(matrix.T.tocsr(), n_users))
-    fitted = fit_factors(matrix, *values, init, self.unobserved_weight, self.cg_steps,
+    by_item = matrix.T.tocsr()
+    values = (self._values(matrix, n_items), self._values(by_item, n_users))
+    fitted = fit_factors(matrix, by_item, *values, init, self.unobserved_weight, self.cg_steps,
                          self.iterations, self.chunk)
     for name, value in fitted.items():
       setattr(self, name, value)
     return self
 
-  def fit(self, store: RatingStore, rows: np.ndarray, *, init=None) -> "JaxIALS":
+  def fit(self, store: RatingStore, rows: np.ndarray, *,
+          init: tuple[np.ndarray, np.ndarray] | None = None) -> "JaxIALS":
     """Fits the training interactions (binary, like implicit_models; optionally >= min_rating)."""
     from netrec_jax.baselines.implicit_models import interactions
     return self.fit_matrix(interactions(store, rows, self.min_rating), init=init)
