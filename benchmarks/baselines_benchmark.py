@@ -7,7 +7,7 @@ In one run on this machine, for each size of --sizes and each model of --models:
   surprise_svd   Surprise SVD with its defaults (100 factors, 20 epochs), fed from the store
                  (baselines/surprise_models.py; its memory guard may refuse a size);
   implicit_als   implicit's ALS, 64 factors, 15 iterations (baselines/implicit_models.py);
-  jax_als        our explicit WR-ALS in JAX, 32 factors, 10 iterations (baselines/jax_als.py);
+  jax_als        our explicit WR-ALS in JAX, 64 factors, 15 iterations (baselines/jax_als.py);
   jax_mf         our biased MF through loop.train_and_evaluate: the quickstart config
                  (embed_dim 32, row-sparse Adagrad) with batch 8192, --epochs epochs, early
                  stopping off; its fit time is the whole call (setup, jit compilation, epochs,

@@ -11,5 +11,6 @@ def get_config():
   config.name = "compare_quickstart"
   config.compare.after_train = False
   config.mode = "compare"
-  config.compare.models = "mf,neumf,hybrid,surprise_svd,surprise_baseline,implicit_als,jax_als"
+  config.compare.models = ("mf,neumf,hybrid,surprise_svd,surprise_baseline,implicit_als,jax_als,"
+                           "jax_ials")
   return config

@@ -261,7 +261,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Comma-separated entries: a model name (trained with that model's defaults), an experiment
   # name (experiments/NAME.py: that experiment's tuned settings on this comparison's data and
   # split) or a baseline (surprise_svd, surprise_svd_tuned, surprise_svdpp,
-  # surprise_baseline, surprise_knn, implicit_als, implicit_bpr, jax_als, ...).
+  # surprise_baseline, surprise_knn, implicit_als, implicit_bpr, jax_als, jax_ials).
   # ENTRY@LABEL names a variant whose fields compare.model_overrides sets.
   config.compare.models = "mf,surprise_svd,surprise_baseline,implicit_als"
   # With split.kind = ml100k_fold: comma-separated folds to run and average (u1,...,u5 is the
