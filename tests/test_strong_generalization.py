@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import tiny_run_config
+
 from netrec_jax import configs
 from netrec_jax.data import datasets, splits
 from netrec_jax.data.builder import StoreBuilder
@@ -285,17 +287,9 @@ def test_validation_users_feed_validation_and_no_fold_in_is_reported(hand):
 # ---------------------------------------------------------------------- one real training run
 def test_mf_end_to_end_on_the_strong_split(tmp_path):
   from netrec_jax.train import loop
-  config = configs.base_config()
-  config.data.store_root = str(tmp_path / "stores")
-  config.data.synthetic.update(n_users=300, n_items=120, n_ratings=9000)
-  config.data.min_user_ratings = 5
-  config.split.kind = "strong"
-  config.split.heldout_users = 30.0
-  config.model.name = "mf"
-  config.model.embed_dim = 8
-  config.train.epochs = 1
-  config.train.batch_size = 1024
-  config.eda = False
+  config = tiny_run_config(tmp_path / "stores", "mf", split="strong", epochs=1,
+                           **{"split.heldout_users": 30.0, "model.embed_dim": 8,
+                              "train.batch_size": 1024})
   final = loop.train_and_evaluate(config, tmp_path / "run")
   saved = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
   assert saved["protocol"] == "strong_generalization" and saved["split"] == "strong_gen_h30_seed0"
