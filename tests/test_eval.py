@@ -149,13 +149,17 @@ def test_compare_writes_one_table_for_all_models(tmp_path):
   from netrec_jax import compare
   config = tiny_config(tmp_path, n_users=400, n_items=150, n_ratings=16000)
   config.train.epochs = 2
-  config.compare.models = "mf,surprise_baseline,implicit_als,jax_als"
+  config.compare.models = "mf,surprise_baseline,implicit_als,jax_als,jax_ials"
   config.eval.ks = (5, 10)
   config.eval.sampled_negatives = 20
   results = compare.compare(config, tmp_path / "cmp")
   by_name = {r["model"]: r for r in results}
-  assert set(by_name) == {"mf", "surprise_baseline", "implicit_als", "jax_als"}
+  assert set(by_name) == {"mf", "surprise_baseline", "implicit_als", "jax_als", "jax_ials"}
   assert by_name["implicit_als"]["rating"]["applicable"] is False
+  assert by_name["jax_ials"]["rating"]["applicable"] is False
+  # jax_ials is implicit_als's model at its settings: the same ranking, computed by implicit.
+  assert by_name["jax_ials"]["ranking"]["ndcg@10"] == pytest.approx(
+      by_name["implicit_als"]["ranking"]["ndcg@10"], abs=0.01)
   assert {r["protocol"] for r in results} == {"random_90_10_seed0"}
   assert all("ndcg@10" in r["ranking"] and "hr@10" in r["sampled"] for r in results)
   md = (tmp_path / "cmp" / "comparison.md").read_text()
