@@ -177,12 +177,11 @@ class ClosedFormRecommender:
     """[n_items] scores for a new user who rated `items` (dense ids) `stars`."""
     items, stars = evaluator.check_fold_in_input(items, stars, self.store.n_items)
     keep = stars >= self.min_stars if self.min_stars > 0 else np.ones(len(items), bool)
-    row = sp.csr_matrix((np.ones(int(keep.sum()), np.float32),
+    # Filtered before the CSR sums a movie given twice: each given rating is judged alone.
+    row = sp.csr_matrix((np.asarray(stars[keep], np.float32),
                          (np.zeros(int(keep.sum()), np.int64), items[keep])),
                         shape=(1, self.store.n_items))
-    row.sum_duplicates()
-    row.data[:] = 1.0
-    return self._scores(row)[0]
+    return self.fold_in_batch(row)[0]
 
   def fold_in_batch(self, rows: sp.csr_matrix) -> np.ndarray:
     """[n, n_items] scores for n new users (a CSR of their stars): their binary rows times W."""
