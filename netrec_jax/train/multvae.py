@@ -173,37 +173,31 @@ class MultVAERecommender:
     del users, items
     return None
 
-  def _score_rows(self, rows: np.ndarray) -> np.ndarray:
-    return np.asarray(jax.device_get(self._logits(self.params, rows)), np.float32)
+  def _score(self, rows: sp.csr_matrix) -> np.ndarray:
+    """[n, n_items] logits of CSR rows, a padded chunk at a time: one compiled shape per run."""
+    chunk = max(1, self.setup.batch_rows)
+    out = np.empty(rows.shape, np.float32)
+    for lo in range(0, rows.shape[0], chunk):
+      part = np.arange(lo, min(lo + chunk, rows.shape[0]))
+      logits = self._logits(self.params, dense_rows(rows, part, chunk)["rows"])
+      out[part] = np.asarray(jax.device_get(logits), np.float32)[:len(part)]
+    return out
 
   def score_items(self, users: np.ndarray) -> np.ndarray:
-    users = np.asarray(users, np.int64)
-    chunk = max(1, self.setup.batch_rows)
-    out = np.empty((len(users), self.store.n_items), np.float32)
-    for lo in range(0, len(users), chunk):
-      part = users[lo:lo + chunk]
-      # Padded to one shape per run: a single compile for every chunk.
-      out[lo:lo + len(part)] = self._score_rows(
-          dense_rows(self.setup.matrix, part, chunk)["rows"])[:len(part)]
-    return out
+    return self._score(self.setup.matrix[np.asarray(users, np.int64)])
 
   def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
     """[n_items] logits for a new user who interacted with `items` (stars unused)."""
     items, _ = evaluator.check_fold_in_input(items, stars, self.store.n_items)
-    row = np.zeros((1, self.store.n_items), np.float32)
-    row[0, items] = 1.0
-    return self._score_rows(row)[0]
+    row = sp.csr_matrix((np.ones(len(items), np.float32), (np.zeros(len(items), int), items)),
+                        shape=(1, self.store.n_items))
+    return self.fold_in_batch(row)[0]
 
   def fold_in_batch(self, rows: sp.csr_matrix) -> np.ndarray:
     """[n, n_items] logits for n new users, each row's nonzero items their interactions."""
-    binary = rows.copy().astype(np.float32)
+    binary = sp.csr_matrix(rows, dtype=np.float32, copy=True)
     binary.data[:] = 1.0
-    chunk = max(1, self.setup.batch_rows)
-    out = np.empty(binary.shape, np.float32)
-    for lo in range(0, binary.shape[0], chunk):
-      part = dense_rows(binary, np.arange(lo, min(lo + chunk, binary.shape[0])), chunk)
-      out[lo:lo + chunk] = self._score_rows(part["rows"])[:min(chunk, binary.shape[0] - lo)]
-    return out
+    return self._score(binary)
 
   def item_vectors(self) -> np.ndarray:
     """[n_items, d] rows of the decoder's output layer: an item's direction in the last layer."""
