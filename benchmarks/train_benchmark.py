@@ -155,6 +155,7 @@ def build_dense_case(config, store, global_mean: float, mesh):
   import optax
   from jax.sharding import NamedSharding, PartitionSpec as P
   from netrec_jax import models
+  from netrec_jax import sharding as sharding_lib
   from netrec_jax.models.base import USER, init_table
   from netrec_jax.train import state as state_lib
 
@@ -186,7 +187,7 @@ def build_dense_case(config, store, global_mean: float, mesh):
     return ({"step": state["step"] + 1, "tables": tables, "opt_state": opt_state},
             {"loss": loss, "weight": weight.sum()})
 
-  rows = NamedSharding(mesh, P(state_lib.MODEL))
+  rows = NamedSharding(mesh, P(sharding_lib.MODEL))
   shardings = jax.tree.map(lambda a: rows if a.ndim == 2 else NamedSharding(mesh, P()),
                            jax.eval_shape(init))
   n_elements = sum(sizes[name] * spec.dim for name, spec in specs.items())
@@ -236,12 +237,13 @@ def time_host(init, shardings, train_step, store, rows, batch_size: int, mesh, e
   """HostBatches feeding the jitted step, the loop's host epoch."""
   import jax
   from jax.sharding import NamedSharding, PartitionSpec as P
+  from netrec_jax import sharding as sharding_lib
   from netrec_jax.train import input_pipeline
 
   replicated = NamedSharding(mesh, P())
   state = jax.jit(init, out_shardings=shardings)()
   batches = input_pipeline.HostBatches(store, rows, batch_size, seed, mesh, prefetch=prefetch)
-  step_fn = jax.jit(train_step, in_shardings=(shardings, input_pipeline.batch_sharding(mesh),
+  step_fn = jax.jit(train_step, in_shardings=(shardings, sharding_lib.batch_sharding(mesh),
                                               replicated),
                     out_shardings=(shardings, replicated), donate_argnums=0)
   serialize_steps = jax.devices()[0].platform == "cpu" and mesh.size > 1
@@ -320,7 +322,8 @@ def main(argv):
 
   from netrec_jax import configs, models
   from netrec_jax.progress import quiet_library_logs
-  from netrec_jax.train import input_pipeline, state as state_lib
+  from netrec_jax import sharding as sharding_lib
+  from netrec_jax.train import input_pipeline
 
   quiet_library_logs()
   for m in _MODELS.value:
@@ -346,7 +349,7 @@ def main(argv):
   n_train = len(rows)
   global_mean = float(store.stars(rows).astype(np.float64).mean())
 
-  mesh = state_lib.make_mesh(configs.base_config().mesh, jax.devices()[:_DEVICES.value])
+  mesh = sharding_lib.make_mesh(configs.base_config().mesh, jax.devices()[:_DEVICES.value])
   columns = (input_pipeline.device_columns(store, rows, mesh) if "device" in _PIPELINES.value
              else None)
   print(f"{n_train:,} training ratings, tables {store.n_users:,} users x {store.n_items:,} "

@@ -6,7 +6,8 @@ import pytest
 import scipy.sparse as sp
 
 from netrec_jax.baselines import jax_als
-from netrec_jax.baselines.implicit_models import ImplicitRecommender, interactions
+from netrec_jax.baselines.implicit_models import ImplicitRecommender
+from netrec_jax.data.row_batches import interaction_matrix
 from netrec_jax.data import splits
 from netrec_jax.data.synthetic import SyntheticConfig, build_synthetic_store
 from netrec_jax.eval import evaluator
@@ -85,7 +86,7 @@ def _cg_reference(y, idx, c, x, reg, w0, steps):
 ])
 def test_ials_half_sweeps_match_a_dense_reference(tiny, settings):
   store, rows = tiny
-  matrix = interactions(store, rows)
+  matrix = interaction_matrix(store, rows)
   k, reg = 6, 0.05
   model = jax_als.JaxIALS(factors=k, iterations=1, regularization=reg, chunk=64, seed=1,
                           **settings)
@@ -114,7 +115,7 @@ def test_ials_matches_implicit_objective_from_the_same_start(tiny):
   import implicit
   from threadpoolctl import threadpool_limits
   store, rows = tiny
-  matrix = interactions(store, rows)
+  matrix = interaction_matrix(store, rows)
   rng = np.random.default_rng(0)  # implicit's draws for random_state=0
   start = jax_als.ials_objective(matrix, rng.random((store.n_users, 8), np.float32) * 0.01,
                                  rng.random((store.n_items, 8), np.float32) * 0.01, 0.05, 2.0,

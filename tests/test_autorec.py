@@ -161,7 +161,7 @@ def test_new_user_fold_in_reproduces_the_restored_metrics(tmp_path):
   rows = split.rows("train")
   mine = rows[np.take(store.user, rows) == user]
   fold = recommender.fold_in(np.take(store.item, mine), store.stars(mine))
-  warm = recommender.trained["item"]  # score_items gives never-rated movies the mean
+  warm = recommender.trained.item  # score_items gives never-rated movies the mean
   np.testing.assert_allclose(fold[warm], recommender.score_items(np.array([user]))[0][warm],
                              rtol=1e-4, atol=1e-4)
 

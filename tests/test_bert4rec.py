@@ -12,7 +12,8 @@ import pytest
 from conftest import tiny_run_config
 
 from netrec_jax.eval import evaluator
-from netrec_jax.models.bert4rec import PAD, Bert4Rec, cloze_loss, mask_token
+from netrec_jax.data.sequences import PAD, mask_token
+from netrec_jax.models.bert4rec import Bert4Rec, cloze_loss
 from netrec_jax.train import family, loop
 
 
@@ -100,7 +101,7 @@ def test_loss_and_gradient_ignore_labels_at_unmasked_positions(setup):
 
 def test_held_out_items_never_reach_the_scoring_input(setup):
   """Test and validation items are not in the input; changing them leaves scores unchanged."""
-  from netrec_jax.train import sequence
+  from netrec_jax.recommenders import sequence
   store, split, model = setup["store"], setup["split"], setup["model"]
   config = setup["config"]
   params = setup["params"]

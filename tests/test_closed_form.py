@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from netrec_jax import config_checks, configs, use
+from netrec_jax.data.row_batches import interaction_matrix
 from netrec_jax.models import ease as ease_lib
 from netrec_jax.models import neighbors
 from netrec_jax.train import checkpoint as ckpt_lib
@@ -157,7 +158,7 @@ def test_round_trip_gives_the_same_ranking_metrics(model, runs, tmp_path):
   recommender = loop.load_recommender(workdir)
   resolved = family.resolve(config)
   store, split = closed_form._store_split(resolved)
-  x = closed_form.interactions(store, split.rows("train"))
+  x = interaction_matrix(store, split.rows("train"))
   refit = closed_form.fit_matrix(model, x, resolved)
   as_dense = lambda m: m.toarray() if sp.issparse(m) else m
   np.testing.assert_array_equal(as_dense(recommender.matrix), as_dense(refit))

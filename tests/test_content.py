@@ -11,7 +11,7 @@ from netrec_jax.data.builder import StoreBuilder
 from netrec_jax.data.splits import TEST, TRAIN, Split
 from netrec_jax.eval import cold_start, evaluator
 from netrec_jax.train import loop  # noqa: F401
-from netrec_jax.train import content as content_lib
+from netrec_jax.recommenders import content as content_rec
 
 N_USERS, N_ITEMS = 60, 40
 COLD = np.array([3, 4, 23, 24])  # movies whose every rating is a test rating
@@ -61,7 +61,7 @@ def content_config(**content):
 
 
 def test_scores_match_a_brute_force_cosine(genre_store, split):
-  model = content_lib.ContentRecommender(genre_store, split, content_config())
+  model = content_rec.ContentRecommender(genre_store, split, content_config())
   x = model.vectors.toarray()
   np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-9)
   # Brute force: profile = sum of (stars - user mean) * vector over the user's training movies.
@@ -86,7 +86,7 @@ def test_scores_match_a_brute_force_cosine(genre_store, split):
 
 
 def test_a_users_profile_points_at_what_they_liked(genre_store, split):
-  model = content_lib.ContentRecommender(genre_store, split, content_config())
+  model = content_rec.ContentRecommender(genre_store, split, content_config())
   profiles = model.user_vectors()
   x = model.item_vectors()
   assert profiles.shape[0] == N_USERS and x.shape == (N_ITEMS, profiles.shape[1])
@@ -104,7 +104,7 @@ def test_a_users_profile_points_at_what_they_liked(genre_store, split):
 def test_cold_movies_get_content_scores_that_cf_cannot_give(genre_store, split):
   pytest.importorskip("surprise")
   from netrec_jax.baselines.surprise_models import SurpriseRecommender
-  model = content_lib.ContentRecommender(genre_store, split, content_config())
+  model = content_rec.ContentRecommender(genre_store, split, content_config())
   data = evaluator.prepare(genre_store, split, relevance_threshold=4.0)
   assert (data.item_popularity[COLD] == 0).all()
   cf = SurpriseRecommender("SVD", {"random_state": 0}, name="surprise_svd").fit(
@@ -131,9 +131,9 @@ def test_cold_movies_get_content_scores_that_cf_cannot_give(genre_store, split):
 def test_hybrid_uses_content_for_cold_movies_and_cf_for_warm_ones(genre_store, split):
   pytest.importorskip("surprise")
   from netrec_jax.baselines.surprise_models import SurpriseRecommender
-  model = content_lib.ContentRecommender(genre_store, split, content_config())
+  model = content_rec.ContentRecommender(genre_store, split, content_config())
   cf = SurpriseRecommender("SVD", {"random_state": 0}).fit(genre_store, split.rows("train"))
-  hybrid = content_lib.HybridRecommender(model, cf, shrinkage=0.0, cf_run="(in memory)")
+  hybrid = content_rec.HybridRecommender(model, cf, shrinkage=0.0, cf_run="(in memory)")
   users = np.repeat(np.arange(N_USERS), N_ITEMS)
   items = np.tile(np.arange(N_ITEMS), N_USERS)
   cold = np.isin(items, COLD)
@@ -145,7 +145,7 @@ def test_hybrid_uses_content_for_cold_movies_and_cf_for_warm_ones(genre_store, s
   warm = np.setdiff1d(np.arange(N_ITEMS), COLD)
   np.testing.assert_allclose(scores[:, warm], cf.score_items(np.arange(5))[:, warm])
   # With shrinkage the CF weight grows with the movie's training ratings.
-  soft = content_lib.HybridRecommender(model, cf, shrinkage=5.0, cf_run="(in memory)")
+  soft = content_rec.HybridRecommender(model, cf, shrinkage=5.0, cf_run="(in memory)")
   counts = model.item_counts
   order = np.argsort(counts)
   assert (np.diff(soft.cf_weight[order]) >= 0).all() and soft.cf_weight[COLD].max() == 0

@@ -3,16 +3,15 @@
 import json
 
 import numpy as np
-
-from netrec_jax.train import loop  # noqa: E402
 import pytest
-
-from conftest import tiny_run_config
 import scipy.sparse as sp
 
+from conftest import tiny_run_config
 from netrec_jax.data import splits
+from netrec_jax.data.row_batches import interaction_matrix
 from netrec_jax.data.synthetic import SyntheticConfig, build_synthetic_store
 from netrec_jax.eval import evaluator
+from netrec_jax.train import loop
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +112,7 @@ def test_implicit_transposed_matrix_is_caught(store_and_split):
   implicit = pytest.importorskip("implicit")
   from netrec_jax.baselines import implicit_models
   store, split = store_and_split
-  matrix = implicit_models.interactions(store, split.rows("train"))
+  matrix = interaction_matrix(store, split.rows("train"))
   wrong = implicit.als.AlternatingLeastSquares(factors=4, iterations=1, random_state=0)
   wrong.fit(sp.csr_matrix(matrix.T), show_progress=False)  # items x users: accepted silently
   with pytest.raises(implicit_models.OrientationError, match="transposed"):

@@ -18,6 +18,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from netrec_jax import configs, models
 from netrec_jax.data import datasets
 from netrec_jax.train import checkpoint as ckpt_lib
+from netrec_jax import sharding as sharding_lib
 from netrec_jax.train import family, input_pipeline, loop, optim, sparse, steps
 from netrec_jax.train import state as state_lib
 
@@ -86,7 +87,7 @@ def _run_steps(config, mesh, n_steps=4):
                                sparse_l2=config.optimizer.embed_l2, sparse_hyper={},
                                n_items=exp_store.n_items)
   replicated = NamedSharding(mesh, P())
-  step = jax.jit(step, in_shardings=(shardings, input_pipeline.batch_sharding(mesh), replicated),
+  step = jax.jit(step, in_shardings=(shardings, sharding_lib.batch_sharding(mesh), replicated),
                  out_shardings=(shardings, replicated))
   batches = input_pipeline.HostBatches(exp_store, rows, 1024, 0, mesh, prefetch=1)
   for k, batch in enumerate(batches.epoch(0)):
@@ -110,10 +111,10 @@ def test_sharded_training_equals_single_device(store_root, model_name, optimizer
                                       "model.dropout": 0.0})
   devices = jax.devices()
   config.mesh.update(data=1, model=1)
-  single_tables, single_params = _run_steps(config, state_lib.make_mesh(config.mesh,
+  single_tables, single_params = _run_steps(config, sharding_lib.make_mesh(config.mesh,
                                                                         devices[:1]))
   config.mesh.update(data=data, model=model_axis)
-  sharded_tables, sharded_params = _run_steps(config, state_lib.make_mesh(config.mesh, devices))
+  sharded_tables, sharded_params = _run_steps(config, sharding_lib.make_mesh(config.mesh, devices))
   for name in single_tables:
     np.testing.assert_allclose(sharded_tables[name], single_tables[name], atol=5e-6,
                                err_msg=name)
@@ -125,7 +126,7 @@ def test_sharded_training_equals_single_device(store_root, model_name, optimizer
 def test_row_sharded_tables_are_split_over_the_model_axis(store_root):
   config = family.resolve(tiny_config(store_root))
   config.mesh.update(data=2, model=2)
-  mesh = state_lib.make_mesh(config.mesh)
+  mesh = sharding_lib.make_mesh(config.mesh)
   model = models.build_model(config.model, 3.5)
   specs = model.table_specs()
   sizes = state_lib.table_sizes(specs, 601, 251, mesh)

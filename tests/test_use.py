@@ -16,7 +16,8 @@ from test_train import tiny_config
 
 from netrec_jax import use
 from netrec_jax.analysis import embeddings as emb
-from netrec_jax.train import loop, pair
+from netrec_jax.recommenders import pair
+from netrec_jax.train import loop
 
 REPO = Path(__file__).resolve().parents[1]
 

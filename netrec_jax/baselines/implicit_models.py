@@ -11,22 +11,12 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from netrec_jax.data.row_batches import interaction_matrix
 from netrec_jax.data.store import RatingStore
 
 
 class OrientationError(ValueError):
   pass
-
-
-def interactions(store: RatingStore, rows: np.ndarray, min_rating: float | None = None,
-                 ) -> sp.csr_matrix:
-  """users x items binary CSR of training interactions (optionally ratings >= min_rating)."""
-  users, items = np.take(store.user, rows), np.take(store.item, rows)
-  if min_rating is not None:
-    keep = store.stars(rows) >= min_rating
-    users, items = users[keep], items[keep]
-  return sp.csr_matrix((np.ones(len(users), np.float32), (users, items)),
-                       shape=(store.n_users, store.n_items))
 
 
 class ImplicitRecommender:
@@ -55,7 +45,7 @@ class ImplicitRecommender:
   def fit(self, store: RatingStore, rows: np.ndarray) -> "ImplicitRecommender":
     from threadpoolctl import threadpool_limits
     import implicit
-    matrix = interactions(store, rows)
+    matrix = interaction_matrix(store, rows)
     cls = (implicit.als.AlternatingLeastSquares if self.algorithm == "als"
            else implicit.bpr.BayesianPersonalizedRanking)
     # Per-iteration wall seconds (implicit's own) and process CPU seconds, for benchmarks.

@@ -386,8 +386,8 @@ class JaxIALS:
   def fit(self, store: RatingStore, rows: np.ndarray, *,
           init: tuple[np.ndarray, np.ndarray] | None = None) -> "JaxIALS":
     """Fits the training interactions (binary, like implicit_models; optionally >= min_rating)."""
-    from netrec_jax.baselines.implicit_models import interactions
-    return self.fit_matrix(interactions(store, rows, self.min_rating), init=init)
+    from netrec_jax.data.row_batches import interaction_matrix
+    return self.fit_matrix(interaction_matrix(store, rows, self.min_rating or 0.0), init=init)
 
   def objective(self, matrix: sp.csr_matrix) -> float:
     return ials_objective(matrix, self.user_factors, self.item_factors, self.regularization,

@@ -1,8 +1,10 @@
-"""Batches of whole rating rows (all of a user's or an item's training ratings), padded-sparse.
+"""Whole rating rows (all of a user's or an item's training ratings): matrices and batches.
 
 Row models (the autoencoders) train on whole rows; rows differ in length by orders of
 magnitude on long-tailed data, so batches are bounded by padded cells as well as by rows,
-and widths and row counts are rounded to powers of two so only a few shapes compile.
+and widths and row counts are rounded to powers of two so only a few shapes compile. The
+top-N models (EASE, neighbours, Mult-VAE, implicit's ALS) read the binary users x items
+matrix of the training rows (`interaction_matrix`), Mult-VAE in dense row batches.
 """
 
 from __future__ import annotations
@@ -10,6 +12,32 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import scipy.sparse as sp
+
+from netrec_jax.data.store import RatingStore
+
+
+def interaction_matrix(store: RatingStore, rows: np.ndarray, min_stars: float = 0.0
+                       ) -> sp.csr_matrix:
+  """users x items float32 CSR, 1 where a rating of `rows` has stars >= min_stars."""
+  rows = np.asarray(rows)
+  if min_stars > 0:
+    rows = rows[store.stars(rows) >= min_stars]
+  x = sp.csr_matrix((np.ones(len(rows), np.float32),
+                     (np.take(store.user, rows), np.take(store.item, rows))),
+                    shape=(store.n_users, store.n_items))
+  x.sum_duplicates()
+  x.data[:] = 1.0
+  return x
+
+
+def dense_rows(matrix: sp.csr_matrix, users: np.ndarray, size: int) -> dict[str, np.ndarray]:
+  """The dense batch of `users`' rows of matrix, padded to `size` rows of weight 0."""
+  rows = np.zeros((size, matrix.shape[1]), np.float32)
+  rows[:len(users)] = matrix[users].toarray()
+  weight = np.zeros(size, np.float32)
+  weight[:len(users)] = 1.0
+  return {"rows": rows, "weight": weight}
 
 
 def bucket_width(length: int, smallest: int = 8) -> int:

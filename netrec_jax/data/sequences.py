@@ -15,7 +15,13 @@ import numpy as np
 
 from netrec_jax.data import splits as splits_lib
 from netrec_jax.data.store import RatingStore
-from netrec_jax.models.bert4rec import PAD, mask_token
+
+# Token vocabulary of a sequence: 0 pads, item i is i + 1, n_items + 1 is [MASK].
+PAD = 0
+
+
+def mask_token(n_items: int) -> int:
+  return n_items + 1
 
 
 @dataclasses.dataclass

@@ -39,3 +39,10 @@ def init_table(key: jax.Array, n_rows: int, spec: TableSpec, dtype=jnp.float32) 
   if spec.init_std == 0:
     return jnp.zeros((n_rows, spec.dim), dtype)
   return spec.init_std * jax.random.normal(key, (n_rows, spec.dim), dtype)
+
+
+def gather_features(aux: dict[str, jax.Array], users: jax.Array, items: jax.Array):
+  """[B, Fu + Fi] side features of each example, or None when the run uses none."""
+  if not aux:
+    return None
+  return jnp.concatenate([aux["user_features"][users], aux["item_features"][items]], -1)

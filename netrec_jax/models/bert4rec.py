@@ -23,12 +23,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-PAD = 0
+from netrec_jax.data.sequences import PAD
+
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def mask_token(n_items: int) -> int:
-  return n_items + 1
 
 
 def attention_dtype(name: str, platform: str | None = None) -> Any:

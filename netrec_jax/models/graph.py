@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-DATA = "data"
+from netrec_jax.sharding import DATA
+
 EDGE_FIELDS = ("user", "item", "weight", "level")
 
 

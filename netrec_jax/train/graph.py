@@ -30,10 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from netrec_jax import sharding as sharding_lib
 from netrec_jax.data import datasets
-from netrec_jax.eval import evaluator
 from netrec_jax.models import graph as graph_lib
-from netrec_jax.train import input_pipeline, optim, state as state_lib
+from netrec_jax.recommenders.graph import GraphRecommender
+from netrec_jax.recommenders.trained import Trained
+from netrec_jax.train import optim
 from netrec_jax.train.family import Family, Setup, SizedBatches
 
 GRAPH_MODELS = ("gcmc", "lightgcn")
@@ -55,10 +57,6 @@ def _check_config(config) -> None:
                     f"{g.valid_metric!r}")
   if problems:
     raise ValueError("bad graph config: " + "; ".join(problems))
-
-
-def _valid_k(config) -> int:
-  return int(config.graph.valid_metric.partition("@")[2])
 
 
 def _model(config, n_users: int, n_items: int, n_levels: int):
@@ -88,8 +86,8 @@ def _setup(config, meta: dict[str, Any] | None = None) -> dict[str, Any]:
       raw, store.rating_scale, meta.get("levels_raw") if meta else None)
   global_mean = (float(meta["global_mean"]) if meta and "global_mean" in meta
                  else float(store.stars(rows["train"]).astype(np.float64).mean()))
-  mesh = state_lib.make_mesh(config.mesh)
-  n_data = mesh.shape[state_lib.DATA]
+  mesh = sharding_lib.make_mesh(config.mesh)
+  n_data = mesh.shape[sharding_lib.DATA]
   host_edges = graph_lib.build_edges(
       train_users, train_items, store.n_users, store.n_items,
       levels=level_of_edge if config.model.name == "gcmc" else None, n_shards=n_data,
@@ -112,15 +110,13 @@ def _setup(config, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     extra = {"ema": jax.tree.map(jnp.zeros_like, params)} if ema else {}  # see _eval_params
     return optim.init_tree(params, tx, **extra)
 
-  trained_users = np.zeros(store.n_users, bool)
-  trained_users[train_users] = True
-  trained_items = np.zeros(store.n_items, bool)
-  trained_items[train_items] = True
   return dict(store=store, split=split, rows=rows, mesh=mesh, n_data=n_data,
-              host_edges=host_edges, model=model, tx=tx, init=init, ema=ema,
+              host_edges=host_edges,
+              edges=jax.device_put(host_edges, graph_lib.edge_sharding(mesh)), model=model,
+              tx=tx, init=init, ema=ema,
               levels_raw=levels_raw, level_values=level_values, global_mean=global_mean,
               train_users=train_users, train_items=train_items, level_of_edge=level_of_edge,
-              trained={"user": trained_users, "item": trained_items},
+              trained=Trained.from_rows(store, rows["train"]),
               steps_per_epoch=steps_per_epoch,
               positive_keys=None if config.model.name == "gcmc" else
               np.unique(train_users * store.n_items + train_items))
@@ -173,7 +169,7 @@ def make_step(config, s: dict[str, Any]):
   model, tx, mesh = s["model"], s["tx"], s["mesh"]
   replicated = NamedSharding(mesh, P())
   edges_sh = graph_lib.edge_sharding(mesh)
-  batch_sh = input_pipeline.batch_sharding(mesh)
+  batch_sh = sharding_lib.batch_sharding(mesh)
   decay = config.graph.ema_decay
   l2 = config.graph.l2
 
@@ -196,7 +192,7 @@ def make_step(config, s: dict[str, Any]):
 
   step = jax.jit(step, in_shardings=(replicated, edges_sh, batch_sh, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=(0,))
-  edges = _eval_functions(s)["edges"]  # on the devices once, sharded over `data`
+  edges = s["edges"]  # on the devices once, sharded over `data`
   return lambda tree, batch, key: step(tree, edges, batch, key)
 
 
@@ -234,115 +230,6 @@ def _eval_params(tree, config):
     return tree["params"]
   correction = 1.0 - config.graph.ema_decay ** max(int(tree["step"]), 1)
   return jax.tree.map(lambda e: e / correction, tree["ema"])
-
-
-# ----------------------------------------------------------------------- the recommender
-def _eval_functions(s: dict[str, Any]) -> dict[str, Any]:
-  """Device edges and jitted embed/decode functions, made once per setup (no recompiles)."""
-  if "eval_fns" in s:
-    return s["eval_fns"]
-  model, mesh = s["model"], s["mesh"]
-  replicated = NamedSharding(mesh, P())
-  edges_sh = graph_lib.edge_sharding(mesh)
-  is_gcmc = isinstance(model, graph_lib.GCMC)
-  if is_gcmc:
-    embed = lambda p, e: model.apply(p, e, method=graph_lib.GCMC.encode)
-  else:
-    embed = lambda p, e: model.apply(p, e)
-  fns = {"edges": jax.device_put(s["host_edges"], edges_sh),
-         "embed": jax.jit(embed, in_shardings=(replicated, edges_sh),
-                          out_shardings=(replicated, replicated))}
-  if is_gcmc:
-    levels = jnp.asarray(s["level_values"])
-    fns["pair_ratings"] = jax.jit(lambda p, u, v: graph_lib.expected_rating(
-        model.apply(p, u, v, method=graph_lib.GCMC.decode), levels))
-    fns["all_ratings"] = jax.jit(lambda p, u, v: graph_lib.expected_rating(
-        model.apply(p, u, v, method=graph_lib.GCMC.decode_all), levels))
-  s["eval_fns"] = fns
-  return fns
-
-
-class GraphRecommender:
-  """A graph model behind the evaluator interface (netrec_jax/eval/evaluator.py).
-
-  Embeddings are computed once by propagating over the training graph; GC-MC predicts the
-  expected rating under its decoder's softmax over rating levels, LightGCN only ranks (dot
-  product of layer-mean embeddings).
-  """
-
-  def __init__(self, s: dict[str, Any], config, params, which: str, meta: dict[str, Any]):
-    self.s, self.config, self.params, self.which, self.meta = s, config, params, which, meta
-    self.store, self.split, self.model = s["store"], s["split"], s["model"]
-    self.name = config.model.name
-    self.is_gcmc = config.model.name == "gcmc"
-    self.global_mean = float(s["global_mean"])
-    self.trained = s["trained"]
-    self.rating_note = "" if self.is_gcmc else (
-        "not applicable: LightGCN is trained for ranking (BPR scores are not ratings)")
-    self.cold_rule = ("training mean for a user or item with no training rating (the graph "
-                      "gives it no message)" if self.is_gcmc else
-                      "a node without training edges keeps its initial ego embedding")
-    self.fold_in_method = (
-        "not available for GC-MC (a new user needs new edges)" if self.is_gcmc else
-        "one propagation step from the given movies: the new user's vector is the sum of their "
-        "final item embeddings weighted 1 / sqrt(n_given x item degree), LightGCN's symmetric "
-        "normalisation (the new user's own ego embedding is unknown and left out)")
-    fns = _eval_functions(s)
-    users, items = fns["embed"](params, fns["edges"])
-    self._users, self._items = np.asarray(users), np.asarray(items)
-    self._pair_ratings, self._all_ratings = fns.get("pair_ratings"), fns.get("all_ratings")
-    self.batch = max(1, int(config.train.eval_batch_size))
-    self.prediction_note = (
-        f"expected rating over levels {s['level_values'].tolist()}, clipped to the rating "
-        f"range {list(self.store.rating_range)}" if self.is_gcmc
-        else "scores (dot products of layer-mean embeddings)")
-    self.extra_ks = () if self.is_gcmc else (_valid_k(config),)
-
-  # -- evaluator interface
-  def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray | None:
-    if not self.is_gcmc:
-      return None
-    users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
-    out = np.empty(len(users), np.float64)
-    for lo in range(0, len(users), self.batch):
-      u, i = users[lo:lo + self.batch], items[lo:lo + self.batch]
-      out[lo:lo + len(u)] = np.asarray(self._pair_ratings(self.params, self._users[u],
-                                                          self._items[i]))
-    cold = ~(self.trained["user"][users] & self.trained["item"][items])
-    out[cold] = self.global_mean
-    return out
-
-  def score_items(self, users: np.ndarray) -> np.ndarray:
-    users = np.asarray(users, np.int64)
-    if not self.is_gcmc:
-      return self._users[users] @ self._items.T
-    scores = np.asarray(self._all_ratings(self.params, self._users[users], self._items),
-                        np.float64)
-    scores[:, ~self.trained["item"]] = self.global_mean
-    scores[~self.trained["user"][users]] = self.global_mean
-    return scores
-
-  def item_vectors(self) -> np.ndarray:
-    """Final item embeddings (GC-MC: after the dense layer; LightGCN: the layer mean)."""
-    return self._items
-
-  def user_vectors(self) -> np.ndarray:
-    return self._users
-
-  def biases(self) -> dict[str, np.ndarray]:
-    raise NotImplementedError(f"{self.name} has no user/item bias terms")
-
-  def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
-    """[n_items] scores for a new user who interacted with `items` (LightGCN; stars unused)."""
-    if self.is_gcmc:
-      raise NotImplementedError(f"{self.name}: a new user needs new graph edges and a new "
-                                "propagation; fold-in is not implemented for GC-MC")
-    items, _ = evaluator.check_fold_in_input(items, stars, self.store.n_items)
-    degree = np.bincount(np.take(self.store.item, self.split.rows("train")),
-                         minlength=self.store.n_items)[items]
-    weight = 1.0 / np.sqrt(len(items) * np.maximum(degree, 1))
-    user = (weight[:, None] * self._items[items]).sum(0)
-    return (self._items @ user).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------ the family

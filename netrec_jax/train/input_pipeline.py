@@ -22,11 +22,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from netrec_jax.data.store import RatingStore
-from netrec_jax.train.state import DATA
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(DATA))
+from netrec_jax.sharding import DATA, batch_sharding, put_batch
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -47,15 +43,6 @@ def gather_batch(store: RatingStore, rows: np.ndarray, batch_size: int) -> dict[
   if pad:
     batch = {k: np.concatenate([v, np.zeros(pad, v.dtype)]) for k, v in batch.items()}
   return batch
-
-
-def put_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-  """Places a global batch; with several processes each passes only its local slice."""
-  if jax.process_count() == 1:
-    return jax.device_put(batch, sharding)
-  n_proc, index = jax.process_count(), jax.process_index()
-  local = {k: np.array_split(v, n_proc)[index] for k, v in batch.items()}
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
 class HostBatches:

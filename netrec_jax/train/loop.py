@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from netrec_jax import sharding as sharding_lib
 from netrec_jax import configs
 from netrec_jax.data import datasets
 from netrec_jax.data import splits as splits_lib
@@ -84,11 +85,11 @@ def host_epoch(fam: Family, setup: Setup, step_fn, tree: Any, epoch: int, key0: 
                ) -> tuple[Any, dict[str, float]]:
   """Host batches, prefetched and placed (each process its slice), through the jitted step."""
   config = setup.config
-  sharding = input_pipeline.batch_sharding(setup.mesh)
+  sharding = sharding_lib.batch_sharding(setup.mesh)
   host = fam.batches(setup, epoch)
   total = len(host) if hasattr(host, "__len__") else setup.steps_per_epoch
   placed = input_pipeline.prefetch(
-      (input_pipeline.put_batch(b, sharding) for b in host), config.train.prefetch)
+      (sharding_lib.put_batch(b, sharding) for b in host), config.train.prefetch)
   serialize = serialize_steps()
   window = max(1, int(config.train.check_every_steps))
   progress = Progress(f"epoch {epoch + 1}/{config.train.epochs}", total, "steps",

@@ -24,29 +24,15 @@ import numpy as np
 import scipy.sparse as sp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from netrec_jax import sharding as sharding_lib
 from netrec_jax.data import datasets
-from netrec_jax.eval import evaluator
+from netrec_jax.data.row_batches import dense_rows, interaction_matrix
 from netrec_jax.models.multvae import MultVAE, annealed_beta, multinomial_loss
-from netrec_jax.train import input_pipeline, optim, state as state_lib
+from netrec_jax.recommenders.multvae import MultVAERecommender
+from netrec_jax.train import input_pipeline, optim
 from netrec_jax.train.family import Family, Setup, SizedBatches
 
 VALID_METRIC = "ndcg@100"
-
-
-def interaction_rows(store, train_rows: np.ndarray) -> sp.csr_matrix:
-  """users x items float32 CSR, 1 for each training rating (duplicates cannot occur)."""
-  users, items = np.take(store.user, train_rows), np.take(store.item, train_rows)
-  return sp.csr_matrix((np.ones(len(train_rows), np.float32), (users, items)),
-                       shape=(store.n_users, store.n_items))
-
-
-def dense_rows(matrix: sp.csr_matrix, users: np.ndarray, size: int) -> dict[str, np.ndarray]:
-  """The batch of `users`' rows, padded to `size` rows of weight 0."""
-  rows = np.zeros((size, matrix.shape[1]), np.float32)
-  rows[:len(users)] = matrix[users].toarray()
-  weight = np.zeros(size, np.float32)
-  weight[:len(users)] = 1.0
-  return {"rows": rows, "weight": weight}
 
 
 @dataclasses.dataclass
@@ -92,10 +78,10 @@ class MultVAEFamily(Family):
     v = config.vae
     model = MultVAE(store.n_items, hidden=tuple(v.hidden), latent=v.latent, dropout=v.dropout,
                     variational=config.model.name == "mult_vae")
-    mesh = state_lib.make_mesh(config.mesh)
-    data_devices = mesh.shape[state_lib.DATA]
+    mesh = sharding_lib.make_mesh(config.mesh)
+    data_devices = mesh.shape[sharding_lib.DATA]
     batch_rows = -(-config.train.batch_size // data_devices) * data_devices
-    matrix = interaction_rows(store, train_rows)
+    matrix = interaction_matrix(store, train_rows)
     users = np.flatnonzero(np.diff(matrix.indptr) > 0)
     steps_per_epoch = -(-len(users) // batch_rows)
     tx = optim.dense_optimizer(config.optimizer, steps_per_epoch * config.train.epochs)
@@ -133,7 +119,7 @@ class MultVAEFamily(Family):
       return tree, {"loss": loss, "nll": nll, "beta": beta, "grad_norm": norm}
 
     replicated = NamedSharding(setup.mesh, P())
-    return jax.jit(step, in_shardings=(replicated, input_pipeline.batch_sharding(setup.mesh),
+    return jax.jit(step, in_shardings=(replicated, sharding_lib.batch_sharding(setup.mesh),
                                        replicated),
                    out_shardings=(replicated, replicated), donate_argnums=(0,))
 
@@ -151,57 +137,6 @@ class MultVAEFamily(Family):
 
   def recommender(self, setup: MultVAESetup, tree, which: str, meta: dict[str, Any]):
     return MultVAERecommender(setup, tree["params"], which, meta)
-
-
-class MultVAERecommender:
-  """A Mult-VAE / DAE behind the evaluator interface: ranks, predicts no ratings."""
-
-  rating_note = "not applicable: a multinomial over the catalog ranks items, rates none"
-  cold_rule = "a user with no training interaction gets the decoder's output for an empty row"
-  prediction_note = "logits of the multinomial over the catalog (ranking only)"
-  fold_in_method = "one encoder pass over the new user's binary row (the code's mean)"
-
-  def __init__(self, setup: MultVAESetup, params, which: str, meta: dict[str, Any]):
-    self.setup, self.params, self.which, self.meta = setup, params, which, meta
-    self.store, self.split, self.config = setup.store, setup.split, setup.config
-    self.name = setup.config.model.name
-    self.extra_ks = (100,)
-    model = setup.model
-    self._logits = jax.jit(lambda p, rows: model.apply(p, rows)[0])
-
-  def predict(self, users: np.ndarray, items: np.ndarray) -> None:
-    del users, items
-    return None
-
-  def _score(self, rows: sp.csr_matrix) -> np.ndarray:
-    """[n, n_items] logits of CSR rows, a padded chunk at a time: one compiled shape per run."""
-    chunk = max(1, self.setup.batch_rows)
-    out = np.empty(rows.shape, np.float32)
-    for lo in range(0, rows.shape[0], chunk):
-      part = np.arange(lo, min(lo + chunk, rows.shape[0]))
-      logits = self._logits(self.params, dense_rows(rows, part, chunk)["rows"])
-      out[part] = np.asarray(jax.device_get(logits), np.float32)[:len(part)]
-    return out
-
-  def score_items(self, users: np.ndarray) -> np.ndarray:
-    return self._score(self.setup.matrix[np.asarray(users, np.int64)])
-
-  def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
-    """[n_items] logits for a new user who interacted with `items` (stars unused)."""
-    items, _ = evaluator.check_fold_in_input(items, stars, self.store.n_items)
-    row = sp.csr_matrix((np.ones(len(items), np.float32), (np.zeros(len(items), int), items)),
-                        shape=(1, self.store.n_items))
-    return self.fold_in_batch(row)[0]
-
-  def fold_in_batch(self, rows: sp.csr_matrix) -> np.ndarray:
-    """[n, n_items] logits for n new users, each row's nonzero items their interactions."""
-    binary = sp.csr_matrix(rows, dtype=np.float32, copy=True)
-    binary.data[:] = 1.0
-    return self._score(binary)
-
-  def item_vectors(self) -> np.ndarray:
-    """[n_items, d] rows of the decoder's output layer: an item's direction in the last layer."""
-    return np.asarray(jax.device_get(self.params["params"]["out"]["kernel"])).T
 
 
 FAMILY = MultVAEFamily()

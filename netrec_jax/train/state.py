@@ -1,8 +1,8 @@
-"""Train state, the mesh, and shardings: one place that says where every array lives.
+"""The pair models' train state and its shardings (the mesh itself: netrec_jax/sharding.py).
 
-Mesh axes: `data` (batches are split over it) and `model` (embedding-table rows are split over
-it when mesh.model > 1, what a billion-user table needs). Dense params are replicated. Tables
-are padded to a multiple of the model-axis size so every shard has the same number of rows.
+Embedding tables and their optimizer slots are row-sharded over the mesh's `model` axis;
+dense params are replicated. Tables are padded to a multiple of the model-axis size so every
+shard has the same number of rows.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from netrec_jax.models.base import USER, TableSpec, init_table
+from netrec_jax.sharding import MODEL
 from netrec_jax.train import sparse
 
-DATA, MODEL = "data", "model"
 
 
 @flax.struct.dataclass
@@ -32,23 +31,6 @@ class TrainState:
   batch_stats: Any  # BatchNorm statistics ({} when the model has none)
   lr_scale: jax.Array  # multiplier set by reduce-on-plateau
   rng: jax.Array  # dropout / negative sampling key, folded with the step
-
-
-def make_mesh(mesh_cfg: Any, devices: list | None = None) -> Mesh:
-  """A (data, model) mesh; mesh.data = -1 means all devices the model axis leaves.
-
-  An explicit data x model smaller than the device count uses the first devices (e.g. a
-  one-device run on a multi-device host); a larger one is an error.
-  """
-  devices = list(devices if devices is not None else jax.devices())
-  model = int(mesh_cfg.model)
-  data = int(mesh_cfg.data) if int(mesh_cfg.data) > 0 else len(devices) // max(model, 1)
-  if model <= 0 or data <= 0 or data * model > len(devices) or (
-      int(mesh_cfg.data) <= 0 and data * model != len(devices)):
-    raise ValueError(f"mesh data={mesh_cfg.data} x model={mesh_cfg.model} does not match "
-                     f"{len(devices)} devices")
-  devices = devices[:data * model]
-  return Mesh(np.array(devices).reshape(data, model), (DATA, MODEL))
 
 
 def padded_rows(n: int, mesh: Mesh) -> int:

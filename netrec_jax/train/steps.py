@@ -14,19 +14,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from netrec_jax.models.base import USER, TableSpec
+from netrec_jax.models.base import USER, TableSpec, gather_features
 from netrec_jax.train import sparse
 from netrec_jax.train.state import TrainState
 
 Batch = dict[str, jax.Array]
 TASKS = ("explicit", "implicit")
-
-
-def gather_features(aux: dict[str, jax.Array], users: jax.Array, items: jax.Array):
-  """[B, Fu + Fi] side features of each example, or None when the run uses none."""
-  if not aux:
-    return None
-  return jnp.concatenate([aux["user_features"][users], aux["item_features"][items]], -1)
 
 
 def _expand_implicit(batch: Batch, key: jax.Array, n_items: int, num_negatives: int) -> Batch:
