@@ -17,8 +17,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
-MODES = ("train", "eval", "compare", "prepare", "eda", "recommend", "similar", "analyze", "serve",
-         "verify")
+MODES = ("train", "eval", "compare", "tune", "prepare", "eda", "recommend", "similar", "analyze",
+         "serve", "verify")
 # Modes that use a trained model: the checkpoint's own config is enough, --config is optional.
 USE_MODES = ("recommend", "similar", "analyze", "serve")
 
@@ -36,7 +36,10 @@ _MODE = flags.DEFINE_enum(
     "--restore_from's best checkpoint and evaluate it into WORKDIR. compare: train or restore "
     "every "
     "model of config.compare.models and the baselines on one split, one evaluator; writes "
-    "WORKDIR/comparison.{md,csv,json,png}. prepare: build or reuse the "
+    "WORKDIR/comparison.{md,csv,json,png}. tune: give every model of config.compare.models "
+    "the same budget (config.tune.trials, Optuna TPE seeded by config.seed, median pruning) "
+    "on the validation rows only, record every trial in WORKDIR/tune, then compare the best "
+    "settings once on test as compare does. prepare: build or reuse the "
     "store, make the split, write data_summary.json and EDA plots. eda: prepare with plots even "
     "if config.eda is off. recommend: top-N for --users (original ids, training movies "
     "excluded) and/or a --new_user (fold-in), from --restore_from's checkpoint. similar: the "
@@ -177,8 +180,8 @@ def run(argv):
   config = _CONFIG.value
   mode = _MODE.value or config.mode
   if mode not in MODES or mode in USE_MODES:
-    raise app.UsageError(f"config.mode {mode!r} must be one of train, eval, compare, prepare, "
-                         "eda, verify")
+    raise app.UsageError(f"config.mode {mode!r} must be one of train, eval, compare, tune, "
+                         "prepare, eda, verify")
   if mode == "verify":
     return verify(config)
   workdir = _WORKDIR.value or str(Path("runs") / config.name)
@@ -203,6 +206,8 @@ def run_mode(pipeline, mode: str, config, workdir: str) -> None:
     pipeline.evaluate(config, _RESTORE_FROM.value, workdir)
   elif mode == "compare":
     pipeline.compare(config, workdir)
+  elif mode == "tune":
+    pipeline.tune(config, workdir)
   elif mode == "train" and _SWEEP.value is not None:
     pipeline.sweep(config, workdir, _SWEEP.value)
   elif mode == "train":

@@ -46,7 +46,7 @@ def main() -> None:
   for name in names:
     t0 = time.time()
     if name in compare.BASELINES:
-      model = compare._fit_baseline(name, store, data.train_rows)
+      model = compare.fit_baseline(name, store, data.train_rows)
       model.name = name
     elif compare.is_jax_entry(name):
       model = compare._jax_model(name, config, workdir)

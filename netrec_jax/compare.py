@@ -49,8 +49,10 @@ BASELINES: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
-def _fit_baseline(name: str, store, train_rows):
-  library, algorithm, params = BASELINES[name]
+def fit_baseline(name: str, store, train_rows, params: dict[str, Any] | None = None):
+  """Baseline `name` fitted on train_rows, with its BASELINES settings updated by `params`."""
+  library, algorithm, defaults = BASELINES[name]
+  params = {**defaults, **(params or {})}
   if library == "jax":
     from netrec_jax.baselines.jax_als import JaxALS, JaxIALS
     cls = JaxIALS if algorithm == "ials" else JaxALS
@@ -78,8 +80,9 @@ def model_overrides(spec: str) -> dict[str, list[tuple[str, str]]]:
 SHARED_SECTIONS = ("data", "split", "mesh", "eval")
 
 
-def _entry_config(entry: str, config):
-  """The config an entry trains with, on the comparison's data, split, mesh and evaluation."""
+def entry_config(entry: str, config, fields: dict[str, Any] | None = None):
+  """The config an entry trains with, on the comparison's data, split, mesh and evaluation;
+  `fields` (dotted name -> value, e.g. a tuned trial's) are set last."""
   from netrec_jax.train import family
   base = entry.split("@")[0]
   if base == config.model.name:
@@ -96,10 +99,13 @@ def _entry_config(entry: str, config):
     run_config.name = f"{config.name}_{entry}"
     run_config.eda = False
     run_config.compare = configs.base_config().compare
+    run_config.tune = configs.base_config().tune
   overrides = model_overrides(config.compare.model_overrides)
   for field, value in overrides.get(base, []) + (overrides.get(entry, []) if entry != base
                                                  else []):
     configs.set_field(run_config, field, value, what=f"compare.model_overrides {entry!r}")
+  for field, value in (fields or {}).items():
+    configs.set_field(run_config, field, value, what=f"tuned setting of {entry!r}")
   return run_config
 
 
@@ -115,10 +121,11 @@ def model_names(config) -> tuple[str, ...]:
   return tuple(e for e in entries if e == config.model.name)
 
 
-def _jax_model(entry: str, config, workdir: Path, run_dir: Path | None = None):
+def _jax_model(entry: str, config, workdir: Path, run_dir: Path | None = None,
+               fields: dict[str, Any] | None = None):
   """Trains `entry` into WORKDIR/models/ENTRY (or restores run_dir), behind the evaluator."""
   from netrec_jax.train import loop
-  run_config = _entry_config(entry, config)
+  run_config = entry_config(entry, config, fields)
   run_dir = run_dir or workdir / "models" / entry
   if not (run_dir / "final_metrics.json").is_file():
     loop.train_and_evaluate(run_config, run_dir)
@@ -130,12 +137,17 @@ def _jax_model(entry: str, config, workdir: Path, run_dir: Path | None = None):
 
 
 def compare(config: Any, workdir: str | os.PathLike,
-            runs: dict[str, str | os.PathLike] | None = None) -> list[dict[str, Any]]:
+            runs: dict[str, str | os.PathLike] | None = None,
+            tuned: dict[str, dict[str, Any]] | None = None,
+            note: str = "") -> list[dict[str, Any]]:
   """Fits or restores each model of config.compare.models and evaluates all on one split.
 
   runs: JAX model name -> workdir of an existing training run to restore instead of training.
+  tuned: entry -> its tuned settings (config fields for ours, keyword arguments for a
+  baseline), from the tune mode; note: a line for the report's header (how they were tuned).
   """
   runs = {k: Path(v) for k, v in (runs or {}).items()}
+  tuned = tuned or {}
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   store = datasets.open_or_build(config.data)
@@ -151,9 +163,9 @@ def compare(config: Any, workdir: str | os.PathLike,
     t0 = time.time()
     try:
       if name in BASELINES:
-        model = _fit_baseline(name, store, data.train_rows)
+        model = fit_baseline(name, store, data.train_rows, tuned.get(name))
       elif is_jax_entry(name):
-        model = _jax_model(name, config, workdir, runs.get(name))
+        model = _jax_model(name, config, workdir, runs.get(name), tuned.get(name))
       else:
         raise ValueError(f"unknown entry {name!r} in compare.models; expected a model "
                          f"({', '.join(sorted(family.FAMILIES))}), an experiment name or a "
@@ -174,7 +186,7 @@ def compare(config: Any, workdir: str | os.PathLike,
     results.append(result)
   significance(results, ks, seed=config.seed)
   write_per_user(results, workdir / "per_user")
-  write_report(results, workdir, store, split, ks)
+  write_report(results, workdir, store, split, ks, note)
   _plot_predictions(results, data, workdir / "predicted_vs_true.png")
   _plot_error_by_activity(results, data, workdir / "error_by_user_activity.png")
   _plot_training_curves(workdir / "models", workdir / "training_curves.png")
@@ -327,7 +339,7 @@ def _significance_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_report(results: list[dict[str, Any]], workdir: Path, store, split,
-                 ks: tuple[int, ...]) -> None:
+                 ks: tuple[int, ...], note: str = "") -> None:
   """comparison.{md,csv,json} and bar plots, the split and protocol named on top."""
   rows = [_row(r, ks) for r in results]
   report.write_table(workdir / "comparison", rows)
@@ -339,7 +351,7 @@ def write_report(results: list[dict[str, Any]], workdir: Path, store, split,
             f"{split.info['cold_start']['cold_any']:,}. Rating metrics clip predictions to "
             f"{list(store.rating_range)}; ranking over the full catalog minus each user's "
             f"training items, relevant = {relevance}. Peak memory is what tracemalloc saw "
-            "(Python and numpy allocations during fit).\n\n")
+            "(Python and numpy allocations during fit).\n\n" + (f"{note}\n\n" if note else ""))
   md = workdir / "comparison.md"
   text = header + md.read_text()
   sig = _significance_rows(results)

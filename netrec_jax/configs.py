@@ -273,6 +273,16 @@ def base_config() -> ml_collections.ConfigDict:
   # Per-variant settings, e.g. "mf@big:model.embed_dim=256;neumf:model.dropout=0.1".
   config.compare.model_overrides = ""
 
+  # --- Tuning (launch.py --mode=tune; netrec_jax/tune.py): every entry of compare.models gets
+  # the same budget on the validation rows, then the comparison runs once on test.
+  config.tune = ml_collections.ConfigDict()
+  config.tune.trials = 20  # trials per entry (an entry with nothing to tune is fitted once)
+  # TPE's random start (trials before the model-based proposals); also the median pruner's
+  # trials before it prunes (a trial stops early when its validation figure is below the
+  # median of earlier trials at the same epoch; JAX families only, baselines fit in one go).
+  config.tune.startup_trials = 5
+  config.tune.prune = True
+
   # --- Analysis.
   config.eda = True  # write EDA plots and summary.md into WORKDIR/eda
   config.eda_top_k = 20  # movies listed in the summary

@@ -110,6 +110,17 @@ def compare(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
   return results
 
 
+def tune(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
+  """Every model of the comparison tuned with the same budget on validation, then compared
+  once on test (netrec_jax/tune.py); prints the comparison table."""
+  from netrec_jax import tune as tune_lib
+  check(config, "compare")
+  prepare(config, workdir)
+  results = tune_lib.tune(config, workdir)
+  print((Path(workdir) / "comparison.md").read_text())
+  return results
+
+
 def format_metrics(result: dict[str, Any]) -> str:
   def fmt(part: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"

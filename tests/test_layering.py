@@ -18,7 +18,7 @@ LAYERS = (
     ("eval",),
     ("recommenders",),
     ("train",),
-    ("compare", "pipeline"),
+    ("compare", "tune", "pipeline"),
     ("use",),
     ("serve",),
 )

@@ -463,7 +463,8 @@ def wants_ranking(model: Recommender, store: RatingStore, eval_cfg: Any) -> bool
   return not rates or store.n_users * store.n_items <= 1e9
 
 
-def evaluate_run(model: Recommender, eval_cfg: Any | None = None) -> dict[str, Any]:
+def evaluate_run(model: Recommender, eval_cfg: Any | None = None,
+                 parts: tuple[str, ...] = ("valid", "test")) -> dict[str, Any]:
   """final_metrics.json of a trained (or restored) model: validation and test metrics,
   labelled with data, split, protocol and checkpoint. Every family's run comes through here.
   """
@@ -483,7 +484,7 @@ def evaluate_run(model: Recommender, eval_cfg: Any | None = None) -> dict[str, A
   ranking = wants_ranking(model, store, eval_cfg) or (strong and eval_cfg.ranking == "auto")
   ks = tuple(sorted(set(eval_cfg.ks) | set(getattr(model, "extra_ks", ()))
                     | (set(STRONG_KS) if strong else set())))
-  for part in ("valid", "test"):
+  for part in parts:
     data = part_data(store, split, part, eval_cfg)
     if data is None:
       result[part] = {"n": 0}

@@ -59,6 +59,12 @@ class AutoencoderFamily(Family):
   architecture_keys = ("autoencoder.side", "autoencoder.autorec_hidden", "autoencoder.layers",
                        "autoencoder.activation")
   DEFAULTS = dict.fromkeys(models, {"train.batch_size": 256, "optimizer.l2": 1e-4})
+  SEARCH_SPACE = {"autorec": {"autoencoder.autorec_hidden": ("int_log", 100, 1000),
+                              "optimizer.lr": ("log", 1e-4, 1e-2),
+                              "optimizer.l2": ("log", 1e-5, 1e-1)},
+                  "deep_ae": {"autoencoder.dropout": ("float", 0.0, 0.8),
+                              "optimizer.lr": ("log", 1e-4, 1e-2),
+                              "optimizer.l2": ("log", 1e-6, 1e-2)}}
 
   def check(self, config) -> None:
     a = config.autoencoder

@@ -151,6 +151,10 @@ class ClosedFormFamily(Family):
   reads = tuple(SECTIONS.values())
   architecture_keys = tuple(SECTIONS.values())
   trains = False
+  SEARCH_SPACE = {"ease": {"ease.l2": ("log", 1.0, 1e4)},
+                  "item_knn": {"knn.k": ("int_log", 10, 1000), "knn.shrink": ("float", 0.0, 100.0)},
+                  "rp3beta": {"rp3.alpha": ("float", 0.0, 2.0), "rp3.beta": ("float", 0.0, 1.0),
+                              "rp3.k": ("int_log", 10, 1000)}}
 
   def fields_read(self, config) -> tuple[str, ...]:
     """Only the chosen model's section: ease.l2 with model.name=item_knn is refused (every

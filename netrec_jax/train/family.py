@@ -44,7 +44,7 @@ FAMILIES: dict[str, str] = {
 }
 
 # Read by every run, whatever the model.
-COMMON = ("name", "mode", "seed", "data", "split", "mesh", "eval", "compare", "eda",
+COMMON = ("name", "mode", "seed", "data", "split", "mesh", "eval", "compare", "tune", "eda",
           "eda_top_k", "model.name", "train.resume", "train.log_every_s",
           "train.eval_batch_size")
 # Read by the loop for every family that trains.
@@ -101,6 +101,10 @@ class Family:
   trains = True
   # Per-model defaults of fields the base config leaves unset, e.g. {"train.epochs": 100}.
   DEFAULTS: dict[str, dict[str, Any]] = {}
+  # Per-model search space of the tune mode (netrec_jax/tune.py): field -> ("log", lo, hi) |
+  # ("float", lo, hi) | ("int", lo, hi) | ("int_log", lo, hi) | ("choice", (a, b, ...)).
+  # Epochs are not searched: the loop's early stopping on validation picks them.
+  SEARCH_SPACE: dict[str, dict[str, tuple]] = {}
 
   def defaults(self, model_name: str) -> dict[str, Any]:
     # A family that trains nothing takes no training defaults: filled, they would read as

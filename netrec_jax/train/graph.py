@@ -247,6 +247,10 @@ class GraphFamily(Family):
       "gcmc_dense_activation", "num_basis", "ema_decay", "gcmc_norm", "layers", "embed_dim"))
   DEFAULTS = {"gcmc": {"optimizer.lr": 0.01, "train.epochs": 100, "train.batch_size": 10_000},
               "lightgcn": {"train.epochs": 50, "train.batch_size": 2048}}
+  SEARCH_SPACE = {"gcmc": {"optimizer.lr": ("log", 1e-3, 3e-2),
+                           "graph.dropout": ("float", 0.0, 0.8)},
+                  "lightgcn": {"graph.layers": ("int", 1, 4), "graph.l2": ("log", 1e-6, 1e-2),
+                               "optimizer.lr": ("log", 1e-4, 1e-2)}}
 
   def check(self, config) -> None:
     _check_config(config)

@@ -22,7 +22,7 @@ import os
 import time
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -113,9 +113,15 @@ def host_epoch(fam: Family, setup: Setup, step_fn, tree: Any, epoch: int, key0: 
 
 
 # ------------------------------------------------------------------------------- training
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike
-                       ) -> dict[str, Any]:
-  """Trains config's model into WORKDIR (resuming from its latest checkpoint); final metrics."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+                       on_validation: Callable[[int, str, float | None, bool], bool] | None = None,
+                       parts: tuple[str, ...] = ("valid", "test")) -> dict[str, Any]:
+  """Trains config's model into WORKDIR (resuming from its latest checkpoint); final metrics.
+
+  on_validation(epoch, metric, value, lower_is_better), called after each validation, stops
+  training when it returns True (the tune mode prunes a hopeless trial so); `parts` are the
+  split parts the final metrics evaluate (the tune mode's trials never touch "test").
+  """
   quiet_library_logs()
   config = family_lib.resolve(copy.deepcopy(config))
   fam = family_lib.family(config.model.name)
@@ -125,7 +131,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   if not fam.trains:
     if jax.process_index() == 0:
       _write_json(workdir / SAVED_MODEL, fam.fit(config, workdir, RUNS))
-    return _write_final(workdir, load_recommender(workdir), train_seconds=time.time() - t_start)
+    return _write_final(workdir, load_recommender(workdir), parts,
+                        train_seconds=time.time() - t_start)
 
   # ---- Set up data, mesh and model.
   setup = fam.setup(config)
@@ -164,7 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   serialize = serialize_steps()
   overall = Progress(f"{config.model.name} training", max(cfg.epochs - first_epoch, 1), "epochs",
                      every_s=0.0)
-  pending, trained_seconds, epochs_here = [], 0.0, 0
+  pending, trained_seconds, epochs_here, stopped_by_caller = [], 0.0, 0, False
   n_ratings = len(setup.split.rows("train"))
   for epoch in range(first_epoch, cfg.epochs):
     if cfg.early_stopping_patience > 0 and loop["patience_left"] <= 0:
@@ -229,17 +236,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                  cfg.epochs, stats["train_loss"], setup.valid_metric,
                  "n/a" if value is None else f"{value:.4f}", seconds,
                  setup.n_examples / seconds, setup.unit)
+    if on_validation and on_validation(epoch, setup.valid_metric, value, setup.lower_is_better):
+      logging.info("stopped after epoch %d by the caller (a pruned tuning trial)", epoch + 1)
+      stopped_by_caller = True
+      break
   checkpoints.close()
 
   # ---- Final: the best checkpoint, restored as --mode=eval restores it.
   log = read_log(workdir)
   rates = {k: float(np.median([r[k] for r in log])) for k in
            (f"{setup.unit}_per_s", "ratings_per_s") if log and k in log[0]}
-  return _write_final(workdir, load_recommender(workdir), train_seconds=time.time() - t_start,
-                      trained_seconds=trained_seconds,
+  return _write_final(workdir, load_recommender(workdir), parts,
+                      train_seconds=time.time() - t_start, trained_seconds=trained_seconds,
                       epochs_run=(log[-1]["epoch"] + 1) if log else 0,
                       epochs_this_run=epochs_here,
-                      best_epoch=loop["best"][0] if loop["best"] else None, **rates)
+                      best_epoch=loop["best"][0] if loop["best"] else None,
+                      best_by=setup.valid_metric, stopped_by_caller=stopped_by_caller, **rates)
 
 
 def _meta(config, setup: Setup, epoch: int, step: int, value: float | None,
@@ -267,8 +279,9 @@ def _truncate_log(path: Path, last_epoch: int) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
-def _write_final(workdir: Path, recommender, **facts: Any) -> dict[str, Any]:
-  final = evaluator.evaluate_run(recommender)
+def _write_final(workdir: Path, recommender, parts: tuple[str, ...] = ("valid", "test"),
+                 **facts: Any) -> dict[str, Any]:
+  final = evaluator.evaluate_run(recommender, parts=parts)
   final.update(facts)
   if jax.process_index() == 0:
     _write_json(workdir / "final_metrics.json", final)

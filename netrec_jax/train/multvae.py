@@ -60,6 +60,12 @@ class MultVAEFamily(Family):
                    "train.batch_size": 500, "train.epochs": 200, "train.eval_every": 5,
                    "train.early_stopping_patience": 8, "eval.relevance_threshold": 0.0},
   }
+  SEARCH_SPACE = {"mult_vae": {"vae.beta_cap": ("float", 0.05, 1.0),
+                               "vae.dropout": ("float", 0.2, 0.7),
+                               "optimizer.lr": ("log", 3e-4, 3e-3)},
+                  "mult_dae": {"optimizer.l2": ("log", 1e-3, 1e-1),
+                               "vae.dropout": ("float", 0.2, 0.7),
+                               "optimizer.lr": ("log", 3e-4, 3e-3)}}
 
   def check(self, config) -> None:
     if not config.vae.hidden or min(config.vae.hidden) <= 0 or config.vae.latent <= 0:

@@ -60,6 +60,12 @@ class PairFamily(Family):
                        "model.mlp_layers", "model.hidden", "model.batch_norm",
                        "model.use_features", "optimizer.sparse")
   DEFAULTS = dict.fromkeys(models, {"train.epochs": 10, "train.batch_size": 8192})
+  _TABLES = {"model.embed_dim": ("int_log", 16, 256), "optimizer.sparse_lr": ("log", 0.005, 0.3),
+             "optimizer.embed_l2": ("log", 1e-3, 1.0)}
+  SEARCH_SPACE = {"mf": _TABLES,
+                  **dict.fromkeys(("gmf", "mlp", "neumf", "hybrid"), {
+                      **_TABLES, "optimizer.lr": ("log", 1e-4, 1e-2),
+                      "model.dropout": ("float", 0.0, 0.5)})}
 
   def check(self, config) -> None:
     if config.optimizer.sparse not in sparse.SPARSE_OPTIMIZERS:

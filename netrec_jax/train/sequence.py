@@ -70,6 +70,9 @@ class SequenceFamily(Family):
                            "train.batch_size": 64, "train.eval_every": 5,
                            "eval.relevance_threshold": 0.0, "eval.sampled_negatives": 100,
                            "eval.negative_sampler": "popularity"}}
+  SEARCH_SPACE = {"bert4rec": {"sequence.mask_prob": ("float", 0.1, 0.6),
+                               "sequence.dropout": ("float", 0.0, 0.5),
+                               "optimizer.lr": ("log", 1e-4, 3e-3)}}
 
   def check(self, config) -> None:
     _check_config(config)

@@ -156,6 +156,9 @@ class YouTubeFamily(Family):
   architecture_keys = tuple(f"youtube.{k}" for k in (
       "embed_dim", "tower", "out_dim", "history_weighting", "use_demographics", "use_activity"))
   DEFAULTS = {"youtube_dnn": {"optimizer.dense": "adamw", "train.batch_size": 1024}}
+  SEARCH_SPACE = {"youtube_dnn": {"optimizer.lr": ("log", 3e-4, 1e-2),
+                                  "youtube.dropout": ("float", 0.0, 0.5),
+                                  "optimizer.weight_decay": ("log", 1e-6, 1e-2)}}
 
   def check(self, config) -> None:
     _check_config(config)
