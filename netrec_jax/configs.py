@@ -234,6 +234,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.resume = True  # continue from WORKDIR/checkpoints/latest if present
   config.train.check_every_steps = 100  # NaN check window (steps)
   config.train.log_every_s = 10.0  # progress line interval within an epoch
+  # TensorBoard event files of the per-epoch records in WORKDIR/tensorboard (tensorboardX, no
+  # TensorFlow), beside metrics.jsonl: `tensorboard --logdir WORKDIR/tensorboard`.
+  config.train.tensorboard = True
 
   # --- Devices: a (data, model) mesh. data = -1 uses all devices not used by model.
   config.mesh = ml_collections.ConfigDict()

@@ -104,6 +104,7 @@ def test_a_caller_can_stop_training_after_a_validation(store_root, tmp_path):
   assert seen == [(0, "rmse", True)]
   assert final["epochs_run"] == 1 and final["stopped_by_caller"] and "test" not in final
   assert np.isfinite(final["valid"]["rmse"])
+  assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))  # on by default
 
 
 def test_tune_refuses_a_split_without_validation_rows(store_root, tmp_path):
@@ -112,3 +113,39 @@ def test_tune_refuses_a_split_without_validation_rows(store_root, tmp_path):
   config.split.valid_fraction = 0.0
   with pytest.raises(ValueError, match="validation rows"):
     tune.tune(config, tmp_path / "run")
+
+
+# ---------------------------------------------------------------------- the epoch log
+def _events(folder):
+  """(tag, step, value) of every scalar in TensorBoard event files (TFRecord framing)."""
+  import struct
+  from tensorboardX.proto import event_pb2
+  out = []
+  for path in sorted(folder.glob("events.out.tfevents.*")):
+    data = path.read_bytes()
+    at = 0
+    while at < len(data):
+      (length,) = struct.unpack("<Q", data[at:at + 8])
+      event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+      at += 12 + length + 4
+      out += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+  return out
+
+
+def test_epoch_log_writes_jsonl_and_tensorboard_and_cuts_back_on_resume(tmp_path):
+  pytest.importorskip("tensorboardX")
+  from netrec_jax.train.epoch_log import EpochLog, read_log
+  records = [{"epoch": e, "train_loss": 1.0 / (e + 1), "valid_rmse": 0.9 - e / 100,
+              "time": 1e9 + e} for e in range(3)]
+  log = EpochLog(tmp_path, None, tensorboard=True)
+  log.write(records)
+  log.close()
+  assert read_log(tmp_path) == records
+  scalars = _events(tmp_path / "tensorboard")
+  for r in records:
+    assert ("train_loss", r["epoch"], pytest.approx(r["train_loss"])) in scalars
+    assert ("valid_rmse", r["epoch"], pytest.approx(r["valid_rmse"])) in scalars
+  resumed = EpochLog(tmp_path, 0, tensorboard=False)  # resumed after epoch 0
+  assert read_log(tmp_path) == records[:1]
+  resumed.write(records[1:])
+  assert read_log(tmp_path) == records

@@ -39,6 +39,7 @@ from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
 from netrec_jax.train import family as family_lib
 from netrec_jax.train import input_pipeline
+from netrec_jax.train.epoch_log import EpochLog, read_log
 from netrec_jax.train.family import Family, Setup
 
 
@@ -149,7 +150,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   # ---- Resume from latest, or start from scratch.
   checkpoints = ckpt_lib.Checkpoints(workdir)
-  log_path = workdir / "metrics.jsonl"
   loop = {"best": None, "patience_left": cfg.early_stopping_patience, "since_improvement": 0}
   first_epoch = 0
   if cfg.resume and checkpoints.has("latest"):
@@ -157,11 +157,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     check_compatible(meta, config, fam, setup.store.fingerprint, checkpoints.root / "latest")
     tree, meta = checkpoints.restore("latest", fam.abstract(setup))
     first_epoch, loop = int(meta["epoch"]) + 1, dict(meta["loop"])
-    _truncate_log(log_path, int(meta["epoch"]))
+    epoch_log = EpochLog(workdir, int(meta["epoch"]), cfg.tensorboard)
     logging.info("resumed %s after epoch %d (step %d)", workdir, first_epoch,
                  int(tree_field(tree, "step")))
   else:
-    log_path.unlink(missing_ok=True)
+    epoch_log = EpochLog(workdir, None, cfg.tensorboard)
     tree = fam.init(setup)
 
   # ---- Epochs.
@@ -228,9 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     checkpoints.save("latest", epoch, tree, meta)
     if serialize:
       checkpoints.wait()
-    if jax.process_index() == 0:
-      with open(log_path, "a") as f:
-        f.writelines(json.dumps(r) + "\n" for r in pending)
+    epoch_log.write(pending)
     pending = []
     logging.info("epoch %d/%d: train loss %.4f, valid %s %s, %.1fs, %.0f %s/s", epoch + 1,
                  cfg.epochs, stats["train_loss"], setup.valid_metric,
@@ -241,6 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       stopped_by_caller = True
       break
   checkpoints.close()
+  epoch_log.close()
 
   # ---- Final: the best checkpoint, restored as --mode=eval restores it.
   log = read_log(workdir)
@@ -262,21 +261,6 @@ def _meta(config, setup: Setup, epoch: int, step: int, value: float | None,
           "split": setup.split.name, "protocol": setup.split.protocol,
           "split_fingerprint": setup.split.info.get("fingerprint"), "loop": loop,
           "jax_version": jax.__version__, "devices": jax.device_count(), **setup.extra_meta}
-
-
-def read_log(workdir: str | os.PathLike) -> list[dict[str, Any]]:
-  """The run's metrics.jsonl records (none when it has not logged yet)."""
-  path = Path(workdir) / "metrics.jsonl"
-  if not path.is_file():
-    return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line]
-
-
-def _truncate_log(path: Path, last_epoch: int) -> None:
-  """Keeps the lines up to the checkpoint resumed from: later ones are trained again."""
-  if jax.process_index() == 0 and path.is_file():
-    kept = [r for r in read_log(path.parent) if r["epoch"] <= last_epoch]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _write_final(workdir: Path, recommender, parts: tuple[str, ...] = ("valid", "test"),
