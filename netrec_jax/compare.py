@@ -49,10 +49,16 @@ BASELINES: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
-def fit_baseline(name: str, store, train_rows, params: dict[str, Any] | None = None):
-  """Baseline `name` fitted on train_rows, with its BASELINES settings updated by `params`."""
+def fit_baseline(name: str, store, train_rows, params: dict[str, Any] | None = None,
+                 seed: int = 0):
+  """Baseline `name` fitted on train_rows, with its BASELINES settings updated by `params`;
+  `seed` is its random state (Surprise's random_state where it has one)."""
   library, algorithm, defaults = BASELINES[name]
   params = {**defaults, **(params or {})}
+  if library != "surprise":
+    params["seed"] = seed
+  elif "random_state" in params:
+    params["random_state"] = seed
   if library == "jax":
     from netrec_jax.baselines.jax_als import JaxALS, JaxIALS
     cls = JaxIALS if algorithm == "ials" else JaxALS
@@ -163,7 +169,7 @@ def compare(config: Any, workdir: str | os.PathLike,
     t0 = time.time()
     try:
       if name in BASELINES:
-        model = fit_baseline(name, store, data.train_rows, tuned.get(name))
+        model = fit_baseline(name, store, data.train_rows, tuned.get(name), config.seed)
       elif is_jax_entry(name):
         model = _jax_model(name, config, workdir, runs.get(name), tuned.get(name))
       else:
@@ -196,48 +202,67 @@ def compare(config: Any, workdir: str | os.PathLike,
   return results
 
 
-def compare_folds(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
-  """compare() on each fold of config.compare.folds, then mean and spread per model.
+def _listed(spec: str) -> list[str]:
+  return [part.strip() for part in str(spec).split(",") if part.strip()]
 
-  With the five official ML-100K folds this is protocol ml100k_5fold.
+
+def compare_repeats(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
+  """compare() on each fold of compare.folds and each seed of compare.seeds (all pairs),
+  then mean and spread per model: comparison_folds.{md,csv,json} (folds) or
+  comparison_seeds (seeds only). With the five official ML-100K folds this is protocol
+  ml100k_5fold. A seed sets config.seed: our models' initialisation, dropout, negatives and
+  batch order, and the baselines' random state; the split stays the same (split.seed).
   """
   workdir = Path(workdir)
-  folds = [f.strip() for f in config.compare.folds.split(",") if f.strip()]
-  per_fold = {}
-  for fold in folds:
-    fold_config = copy.deepcopy(config)
-    with fold_config.unlocked():
-      fold_config.split.fold = fold
-    per_fold[fold] = [_row(r, tuple(config.eval.ks)) for r in
-                      compare(fold_config, workdir / f"fold_{fold}")]
-  if sorted(folds) == ["u1", "u2", "u3", "u4", "u5"]:
+  folds, seeds = _listed(config.compare.folds), [int(s) for s in _listed(config.compare.seeds)]
+  per_run, protocols = {}, set()
+  for fold in folds or [None]:
+    for seed in seeds or [None]:
+      run_config = copy.deepcopy(config)
+      with run_config.unlocked():
+        if fold is not None:
+          run_config.split.fold = fold
+        if seed is not None:
+          run_config.seed = seed
+      name = "_".join(part for part in (fold and f"fold_{fold}",
+                                        seed is not None and f"seed_{seed}") if part)
+      results = compare(run_config, workdir / name)
+      protocols.update(r["protocol"] for r in results if "protocol" in r)
+      per_run[name] = [_row(r, tuple(config.eval.ks)) for r in results]
+  if not folds:
+    protocol = ", ".join(sorted(protocols))
+  elif sorted(folds) == ["u1", "u2", "u3", "u4", "u5"]:
     protocol = "ml100k_5fold"
   else:
     protocol = "ml100k_" + ("_".join(folds) if len(folds) == 1 else "folds_" + "_".join(folds))
-  summary = fold_summary(per_fold, folds, protocol)
-  report.write_table(workdir / "comparison_folds", summary)
+  summary = fold_summary(per_run, list(per_run), protocol)
+  for row in summary:
+    row.update(folds=len(folds) or 1, seeds=len(seeds) or 1)
+  report.write_table(workdir / ("comparison_folds" if folds else "comparison_seeds"), summary)
   return summary
 
 
 def fold_summary(per_fold: dict[str, list[dict[str, Any]]], folds: list[str], protocol: str
                  ) -> list[dict[str, Any]]:
-  """Mean and spread over folds of each model's metrics (rows in the same model order).
+  """Mean and spread over runs (folds, seeds) of each model's metrics (same model order).
 
-  A metric is averaged only where every fold has a number for it; per-fold p-values are not
-  averaged (a mean of p-values is no test), and neither are the per-fold intervals.
+  A metric is averaged only where every run has a number for it; per-run p-values are not
+  averaged (a mean of p-values is no test), and neither are the per-run intervals.
   """
+  from netrec_jax.eval import statistics
   summary = []
   for k, first in enumerate(per_fold[folds[0]]):
-    row = {"model": first["model"], "protocol": protocol, "folds": len(folds)}
-    for key in first:
-      if key.endswith(("_s", "_p_vs_best", "_ci95")) or key == "peak_traced_mb":
-        continue
-      values = [per_fold[f][k].get(key) for f in folds]
-      if all(isinstance(v, float) for v in values):
-        values = np.array(values, np.float64)
-        row[f"{key}_mean"] = float(values.mean())
-        row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    row["fit_s_mean"] = float(np.mean([per_fold[f][k].get("fit_s", np.nan) for f in folds]))
+    runs = [per_fold[f][k] for f in folds]
+    kept = [key for key in first
+            if not key.endswith(("_p_vs_best", "_ci95")) and key != "peak_traced_mb"
+            and all(isinstance(run.get(key), float) for run in runs)]
+    spread = statistics.summarise_seeds([{key: run[key] for key in kept} for run in runs])
+    row = {"model": first["model"], "protocol": protocol, "runs": len(folds)}
+    for key, stats in spread.items():
+      if key.endswith("_s"):
+        row[f"{key}_mean"] = stats["mean"]
+      else:
+        row[f"{key}_mean"], row[f"{key}_std"] = stats["mean"], stats["std"]
     summary.append(row)
   return summary
 

@@ -270,6 +270,10 @@ def base_config() -> ml_collections.ConfigDict:
   # With split.kind = ml100k_fold: comma-separated folds to run and average (u1,...,u5 is the
   # ml100k_5fold protocol); empty = only split.fold.
   config.compare.folds = ""
+  # Comma-separated seeds (config.seed of each run, e.g. "0,1,2"): the comparison runs once per
+  # seed (and fold) and reports mean and spread per model in comparison_seeds.{md,csv,json};
+  # empty = config.seed alone.
+  config.compare.seeds = ""
   # train mode: afterwards compare the trained model with compare.models' other entries on the
   # same split, into WORKDIR/comparison.
   config.compare.after_train = False

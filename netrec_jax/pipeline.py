@@ -101,9 +101,10 @@ def compare(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
   from netrec_jax import compare as compare_lib
   check(config, "compare")
   prepare(config, workdir)
-  if config.compare.folds:
-    results = compare_lib.compare_folds(config, workdir)
-    print((Path(workdir) / "comparison_folds.md").read_text())
+  if config.compare.folds or config.compare.seeds:
+    results = compare_lib.compare_repeats(config, workdir)
+    table = "comparison_folds.md" if config.compare.folds else "comparison_seeds.md"
+    print((Path(workdir) / table).read_text())
     return results
   results = compare_lib.compare(config, workdir)
   print((Path(workdir) / "comparison.md").read_text())

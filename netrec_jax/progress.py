@@ -35,7 +35,7 @@ def _short(x: float) -> str:
   for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
     if abs(x) >= size:
       return f"{x / size:.2f}{unit}"
-  return f"{x:.0f}"
+  return f"{x:.0f}" if abs(x) >= 10 or x == int(x) else f"{x:.2g}"  # 0.031 trials/s, not 0
 
 
 def _clock(seconds: float) -> str:

@@ -134,7 +134,8 @@ class _Objective:
     return _score(metric, value)
 
   def _baseline(self, params: dict[str, Any]) -> tuple[str, float]:
-    model = compare_lib.fit_baseline(self.base, self.store, self.split.rows("train"), params)
+    model = compare_lib.fit_baseline(self.base, self.store, self.split.rows("train"), params,
+                                     self.config.seed)
     metric = _selection_metric(self.split, getattr(model, "rating_note", "") == "",
                                tuple(self.config.eval.ks))
     valid = evaluator.validation_metrics(model, self.valid_data, metric, self.config.eval)
@@ -169,9 +170,9 @@ def tune(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
   """Tunes every entry of config.compare.models on validation, then compares them on test."""
   import optuna
   from netrec_jax.train import family
-  if config.compare.folds:
-    raise ValueError("tune runs on one split; compare.folds is set: tune one fold "
-                     "(--config.compare.folds='' --config.split.fold=u1)")
+  if config.compare.folds or config.compare.seeds:
+    raise ValueError("tune runs on one split and seed; compare.folds or compare.seeds is set: "
+                     "tune one (--config.compare.folds='' --config.compare.seeds='')")
   workdir = Path(workdir)
   folder = workdir / "tune"
   store = datasets.open_or_build(config.data)

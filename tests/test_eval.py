@@ -228,3 +228,24 @@ def test_model_overrides_parse_and_reject_malformed():
   assert model_overrides("") == {}
   with pytest.raises(ValueError, match="FIELD=VALUE"):
     model_overrides("hybrid:model.dropout")
+
+
+def test_compare_over_seeds_reports_mean_and_spread(store_root, tmp_path):
+  pytest.importorskip("implicit")
+  from netrec_jax import pipeline
+  config = tiny_run_config(store_root, "mf", **{"model.embed_dim": 8})
+  config.compare.models = "mf,implicit_als"
+  config.compare.seeds = "0,1"
+  config.eval.ks = (10,)
+  summary = pipeline.compare(config, tmp_path / "cmp")
+  per_seed = [{r["model"]: r for r in json.loads(
+      (tmp_path / "cmp" / f"seed_{s}" / "comparison.json").read_text())} for s in (0, 1)]
+  by_model = {r["model"]: r for r in summary}
+  assert by_model["mf"]["runs"] == 2 and by_model["mf"]["seeds"] == 2
+  rmses = [run["mf"]["rating"]["rmse"] for run in per_seed]
+  assert by_model["mf"]["rmse_mean"] == pytest.approx(np.mean(rmses))
+  assert by_model["mf"]["rmse_std"] == pytest.approx(np.std(rmses, ddof=1))
+  assert rmses[0] != rmses[1]  # the seed reached the model
+  ndcgs = [run["implicit_als"]["ranking"]["ndcg@10"] for run in per_seed]
+  assert ndcgs[0] != ndcgs[1]  # and the baseline's random state
+  assert (tmp_path / "cmp" / "comparison_seeds.md").is_file()
