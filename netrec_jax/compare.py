@@ -4,7 +4,9 @@ config.compare.models lists entries:
   - a model name (netrec_jax/train/family.py): the comparison's own model (config.model.name)
     trains with the comparison's settings; any other trains with its family's defaults;
   - an experiment name (experiments/NAME.py): that experiment's tuned settings;
-  - a baseline (surprise_svd, ..., implicit_als, jax_als): fitted on the same training rows.
+  - a baseline (surprise_svd, ..., implicit_als, jax_als): fitted on the same training rows;
+and compare.external adds predictions or rankings written by any other tool (CSV or Parquet,
+original ids: netrec_jax/baselines/external.py), scored by the same evaluator.
 Every JAX entry trains through the one loop into WORKDIR/models/ENTRY (or is restored from
 there) on the comparison's data, split, mesh and evaluation settings. ENTRY@LABEL is a variant
 whose fields compare.model_overrides sets ("autorec@user:autoencoder.side=user"). All are
@@ -162,13 +164,17 @@ def compare(config: Any, workdir: str | os.PathLike,
   config = family.resolve(copy.deepcopy(config))  # the evaluation settings of its model
   data = evaluator.prepare(store, split, relevance_threshold=evaluator.relevance(config.eval))
   ks = tuple(config.eval.ks)
+  from netrec_jax.baselines.external import ExternalPredictions, parse_entries
+  external = dict(parse_entries(config.compare.external))
   results = []
-  for name in [m.strip() for m in config.compare.models.split(",") if m.strip()]:
+  for name in [m.strip() for m in config.compare.models.split(",") if m.strip()] + list(external):
     logging.info("compare: %s", name)
     tracemalloc.start()
     t0 = time.time()
     try:
-      if name in BASELINES:
+      if name in external:
+        model = ExternalPredictions(external[name], name).fit(store, data.train_rows)
+      elif name in BASELINES:
         model = fit_baseline(name, store, data.train_rows, tuned.get(name), config.seed)
       elif is_jax_entry(name):
         model = _jax_model(name, config, workdir, runs.get(name), tuned.get(name))

@@ -274,6 +274,9 @@ def base_config() -> ml_collections.ConfigDict:
   # seed (and fold) and reports mean and spread per model in comparison_seeds.{md,csv,json};
   # empty = config.seed alone.
   config.compare.seeds = ""
+  # Predictions or rankings from other tools, scored into the same table: "NAME=PATH;..."
+  # (CSV or Parquet with columns user, item (original ids) and rating and/or score).
+  config.compare.external = ""
   # train mode: afterwards compare the trained model with compare.models' other entries on the
   # same split, into WORKDIR/comparison.
   config.compare.after_train = False
