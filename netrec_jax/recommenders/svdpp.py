@@ -33,17 +33,21 @@ class SVDppRecommender:
                "has its bias and factors set to 0")
 
   def __init__(self, *, config, store, split, csr: UserCSR, tables: dict[str, np.ndarray],
-               global_mean: float, l2: float, batch_ratings: int, batch_users: int,
-               which: str, meta: dict[str, Any]):
+               global_mean: float, l2: float, fold_in_lr: float, fold_in_steps: int,
+               batch_ratings: int, batch_users: int, which: str, meta: dict[str, Any]):
     self.config, self.store, self.split, self.csr = config, store, split, csr
     self.which, self.meta = which, meta
     self.name = config.model.name
     self.global_mean, self.l2 = float(global_mean), float(l2)
     self.prediction_note = f"clipped to the rating range {list(store.rating_range)}"
+    self.fold_in_steps, self.fold_in_lr = int(fold_in_steps), float(fold_in_lr)
     self.fold_in_method = (
-        "closed-form ridge for the new user's p_u and b_u, item biases, q and y fixed, "
-        "N(u) = the given movies (implicit term |N(u)|^-1/2 sum y_j over them): the minimiser "
-        f"of the training objective's terms of that user, lambda = |N(u)| * l2 (l2={l2:g})")
+        f"{self.fold_in_steps} whole-user SGD steps (lr {self.fold_in_lr:g}, the training's "
+        "update: summed gradient of the training objective, each row's step scaled by "
+        f"svdpp.step_factor, L2 {l2:g} per rating) on a new p_u and b_u from 0, item biases, "
+        "q and y fixed; N(u) = the given movies (implicit term |N(u)|^-1/2 sum y_j over them). "
+        "Steps, not the closed-form ridge: a trained user's rows take as many such steps, "
+        "and the exact minimiser overfits a handful of ratings with d + 1 unknowns")
     trained_users = csr.lengths() > 0
     trained_items = np.bincount(csr.items, minlength=store.n_items) > 0
     host = {k: np.array(v, np.float32) for k, v in tables.items()}
@@ -108,18 +112,25 @@ class SVDppRecommender:
   def fold_in_factor(self, items: np.ndarray, stars: np.ndarray) -> tuple[np.ndarray, float]:
     """(factor p + |N|^-1/2 sum y_j, bias b) of a new user who rated `items` with `stars`.
 
-    argmin_{p, b} sum_j 1/2 (r_j - mu - b_j - b - q_j.(p + z))^2 + l2/2 n (|p|^2 + b^2), z
-    the implicit term of the given items: SVD++'s training objective restricted to the user.
+    fold_in_steps steps of the training's whole-user update on (p, b) from 0, everything
+    else fixed (the gradients of svdpp.batch_loss's terms of this user, by hand).
     """
     items, stars = evaluator.check_fold_in_input(items, stars, self.store.n_items)
     t = self.tables
     q = t["item_vec"][items].astype(np.float64)
-    implicit = t["implicit"][items].astype(np.float64).sum(0) / np.sqrt(len(items))
-    target = stars - self.global_mean - t["item_bias"][items, 0] - q @ implicit
-    x = np.concatenate([q, np.ones((len(items), 1))], axis=1)
-    lam = max(len(items) * self.l2, 1e-6)
-    solution = np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ target)
-    return (solution[:-1] + implicit).astype(np.float32), float(solution[-1])
+    n = len(items)
+    implicit = t["implicit"][items].astype(np.float64).sum(0) / np.sqrt(n)
+    # What the user's rows do not change: stars minus everything but b + q . p.
+    residual = stars - self.global_mean - t["item_bias"][items, 0] - q @ implicit
+    lr, l2 = self.fold_in_lr, self.l2
+    bias_factor = float(svdpp.step_factor(lr, n * (1.0 + l2)))
+    vec_factor = float(svdpp.step_factor(lr, float(np.sum(q * q)) + n * l2))
+    p, b = np.zeros(q.shape[1]), 0.0
+    for _ in range(self.fold_in_steps):
+      err = residual - b - q @ p
+      grad_b, grad_p = -err.sum() + n * l2 * b, -(q.T @ err) + n * l2 * p
+      b, p = b - lr * bias_factor * grad_b, p - lr * vec_factor * grad_p
+    return (p + implicit).astype(np.float32), float(b)
 
   def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
     """[n_items] predicted ratings for a new user who rated `items` (dense indices)."""

@@ -10,10 +10,11 @@ tables are replicated (mesh.model must be 1).
 
 The loss is the summed objective of the batch's ratings (Surprise's, every L2 term per rating;
 optimizer.l2 is its lambda). Gradients are taken by autodiff with respect to the gathered
-rows, and only those rows are updated, by svdpp.optimizer (train/sparse.py: sgd, row-wise
-adagrad or lazy_adam) at optimizer.lr on optimizer.schedule. Plain SGD at Surprise's per-rating
-rate is unstable here: one step applies a user's whole gradient at once, and b_u's curvature
-is |N(u)|, so lr * |N(u)| > 2 diverges (ML-100K has users with 700 ratings).
+rows, and only those rows are updated, by svdpp.optimizer (train/sparse.py) at optimizer.lr
+on optimizer.schedule. With sgd (the default, Surprise's settings) each row's summed gradient
+is scaled by svdpp.step_factor: one step on a user's whole gradient at Surprise's per-rating
+rate diverges for heavy users (b_u's curvature is |N(u)|), the factor makes it take what
+per-rating SGD takes.
 """
 
 from __future__ import annotations
@@ -53,23 +54,10 @@ def _round_up(n: int, multiple: int) -> int:
 
 
 def damped_gradients(grads, rows, batch, lr, l2: float, n_items: int):
-  """SGD's gradients scaled so no row's step overshoots: g * (1 - exp(-lr T)) / (lr T).
-
-  A batch holds a user's whole gradient, and a movie's from all its ratings in the batch, so
-  a row's curvature T in the summed objective grows with the ratings that touch it (b_u's is
-  |N(u)| (1 + l2)): one step of lr overshoots once lr T > 1 and diverges past 2 (ML-100K has
-  users with 700 ratings; lr 0.007). Per-rating SGD (Surprise's) takes those n steps one at
-  a time, shrinking the row's error by about exp(-lr T); this factor makes the one step do
-  the same along its stiffest direction (T: svdpp.curvature_bounds). It is about 1 for light
-  rows (plain SGD) and 1 / (lr T) for heavy ones (a Newton step).
-  """
+  """SGD's gradients of the touched rows, each scaled by svdpp.step_factor of its curvature
+  bound, so that a heavy user's (or movie's) one step takes what per-rating SGD would."""
   bounds = svdpp.curvature_bounds(rows, batch, l2, n_items)
-
-  def scaled(g, t):
-    x = jax.numpy.maximum(lr * t, 1e-6)
-    return g * (-jax.numpy.expm1(-x) / x)[:, None]
-
-  return {k: scaled(g, bounds[k]) for k, g in grads.items()}
+  return {k: g * svdpp.step_factor(lr, bounds[k])[:, None] for k, g in grads.items()}
 
 
 class SVDppFamily(Family):
@@ -187,7 +175,8 @@ class SVDppFamily(Family):
     return SVDppRecommender(
         config=setup.config, store=setup.store, split=setup.split, csr=setup.csr,
         tables=jax.device_get(tree["tables"]), global_mean=setup.global_mean,
-        l2=setup.config.optimizer.l2, batch_ratings=setup.batch_ratings,
+        l2=setup.config.optimizer.l2, fold_in_lr=setup.config.optimizer.lr,
+        fold_in_steps=setup.config.train.epochs, batch_ratings=setup.batch_ratings,
         batch_users=setup.batch_users, which=which, meta={**setup.extra_meta, **meta})
 
 
