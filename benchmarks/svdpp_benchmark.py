@@ -126,7 +126,8 @@ def scale_config(out: Path, n_ratings: int, model: str, fields: dict):
 def scale_case(out: Path, n_ratings: int, case: str) -> dict:
   """One epoch of `case` through the loop's host epoch, after one compiled step."""
   import jax
-  from netrec_jax.train import family as family_lib, input_pipeline, loop
+  from netrec_jax import sharding as sharding_lib
+  from netrec_jax.train import family as family_lib, loop
 
   model, fields = SCALE_CASES[case]
   config = family_lib.resolve(scale_config(out, n_ratings, model, fields))
@@ -139,7 +140,7 @@ def scale_case(out: Path, n_ratings: int, case: str) -> dict:
   key = jax.random.PRNGKey(0)
   t0 = time.time()
   first = next(iter(fam.batches(setup, 0)))
-  tree, metrics = step(tree, input_pipeline.put_batch(first, input_pipeline.batch_sharding(
+  tree, metrics = step(tree, sharding_lib.put_batch(first, sharding_lib.batch_sharding(
       setup.mesh)), key)
   jax.block_until_ready(metrics["loss"])
   compile_seconds = time.time() - t0

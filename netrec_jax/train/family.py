@@ -51,7 +51,8 @@ COMMON = ("name", "mode", "seed", "data", "split", "mesh", "eval", "compare", "t
 # Read by the loop for every family that trains.
 TRAINED = ("train.epochs", "train.batch_size", "train.eval_every",
            "train.early_stopping_patience", "train.min_delta", "train.check_every_steps",
-           "train.prefetch", "train.tensorboard", "optimizer.dense", "optimizer.lr", "optimizer.momentum",
+           "train.prefetch", "train.tensorboard", "optimizer.dense", "optimizer.lr",
+           "optimizer.momentum",
            "optimizer.weight_decay", "optimizer.l2", "optimizer.clip_norm",
            "optimizer.schedule", "optimizer.warmup_steps", "optimizer.final_lr_fraction",
            "optimizer.plateau_patience", "optimizer.plateau_factor")

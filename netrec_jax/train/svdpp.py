@@ -27,11 +27,12 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from netrec_jax import sharding as sharding_lib
 from netrec_jax.data import datasets
 from netrec_jax.data.row_batches import UserCSR, flat_user_batch, user_csr, user_spans
 from netrec_jax.models import svdpp
 from netrec_jax.recommenders.svdpp import SVDppRecommender
-from netrec_jax.train import input_pipeline, optim, sparse, state as state_lib
+from netrec_jax.train import input_pipeline, optim, sparse
 from netrec_jax.train.family import Family, Setup, SizedBatches, check_one_of
 
 USERS_PER_RATING = 4  # batch slots: at most one user per this many ratings of the batch
@@ -71,6 +72,9 @@ class SVDppFamily(Family):
   DEFAULTS = {"svdpp": {"optimizer.lr": 0.007, "optimizer.l2": 0.02, "train.epochs": 20,
                         "train.batch_size": 4096, "train.early_stopping_patience": 3,
                         "optimizer.weight_decay": 0.0}}
+  SEARCH_SPACE = {"svdpp": {"optimizer.lr": ("log", 2e-3, 2e-2),
+                            "optimizer.l2": ("log", 5e-3, 0.2),
+                            "svdpp.embed_dim": ("int_log", 8, 128)}}
 
   def check(self, config) -> None:
     check_one_of(config, "svdpp.optimizer", sparse.SPARSE_OPTIMIZERS)
@@ -96,8 +100,8 @@ class SVDppFamily(Family):
     csr = user_csr(store, train_rows)
     del train_rows
     users = np.flatnonzero(csr.lengths() > 0)
-    mesh = state_lib.make_mesh(config.mesh)
-    devices = mesh.shape[state_lib.DATA]
+    mesh = sharding_lib.make_mesh(config.mesh)
+    devices = mesh.shape[sharding_lib.DATA]
     max_ratings = max(int(config.train.batch_size), int(csr.lengths().max()))
     max_users = max(1, config.train.batch_size // USERS_PER_RATING)
     steps_per_epoch = len(user_spans(csr.lengths(users), max_ratings, max_users))
@@ -155,7 +159,7 @@ class SVDppFamily(Family):
       return new, {"loss": objective / n, "mse": sse / n, "grad_norm": optax.tree.norm(grads)}
 
     replicated = NamedSharding(setup.mesh, P())
-    return jax.jit(step, in_shardings=(replicated, input_pipeline.batch_sharding(setup.mesh),
+    return jax.jit(step, in_shardings=(replicated, sharding_lib.batch_sharding(setup.mesh),
                                        replicated),
                    out_shardings=(replicated, replicated), donate_argnums=(0,))
 
