@@ -68,7 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
   # --- Model (netrec_jax/models). model.name picks the family (netrec_jax/train/family.py):
   # mf | gmf | mlp | neumf | hybrid (pair), autorec | deep_ae (autoencoder), gcmc | lightgcn
   # (graph), bert4rec (sequence), youtube_dnn (youtube), content (content), ease | item_knn |
-  # rp3beta (closed_form). Each family reads
+  # rp3beta (closed_form), svdpp (svdpp). Each family reads
   # only its own section below; a changed field that the chosen family does not read is an
   # error naming it.
   config.task = "explicit"  # pair models: explicit (MSE on ratings) | implicit (BCE, negatives)
@@ -107,6 +107,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.vae.dropout = 0.5  # input dropout on the L2-normalised row
   config.vae.beta_cap = 0.2  # mult_vae: the KL weight is annealed linearly up to this
   config.vae.anneal_epochs = 20  # epochs over which beta rises linearly to the cap (0: at once)
+
+  # --- SVD++: svdpp (netrec_jax/train/svdpp.py, Koren 2008). Its lambda is optimizer.l2 (per
+  # rating on every term, Surprise's reg_all) and its row learning rate optimizer.lr.
+  config.svdpp = ml_collections.ConfigDict()
+  config.svdpp.embed_dim = 20  # factors of p, q and y (Surprise's n_factors default: 20)
+  config.svdpp.init_std = 0.1  # normal init of p, q and y; biases start at 0 (as Surprise)
+  config.svdpp.optimizer = "sgd"  # update of the touched rows: sgd | adagrad | lazy_adam
 
   # --- Graph models: gcmc | lightgcn (netrec_jax/train/graph.py).
   config.graph = ml_collections.ConfigDict()
@@ -207,10 +214,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.sparse_lr = 0.05  # pair: per-example step size of table rows
   config.optimizer.embed_l2 = 0.1  # pair: L2 on touched table rows (per occurrence)
   config.optimizer.dense = _typed(str)  # adam | adamw | sgd, for the Flax params
-  config.optimizer.lr = _typed(float)  # peak learning rate of the dense optimizer
+  config.optimizer.lr = _typed(float)  # peak lr of the dense optimizer (svdpp: of its rows)
   config.optimizer.momentum = 0.0  # sgd
   config.optimizer.weight_decay = _typed(float)  # adamw: decoupled decay (matrices only)
-  config.optimizer.l2 = _typed(float)  # L2 on weights added to the gradient (AutoRec's)
+  config.optimizer.l2 = _typed(float)  # L2 added to the gradient (AutoRec's; svdpp's lambda)
   config.optimizer.clip_norm = _typed(float)  # global-norm clipping of dense grads (0 = off)
   config.optimizer.schedule = "constant"  # constant | warmup_cosine (every learning rate)
   config.optimizer.warmup_steps = 100

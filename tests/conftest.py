@@ -35,6 +35,7 @@ TINY_MODEL_FIELDS = {
                     "youtube.out_dim": 8, "train.batch_size": 512},
     "mult_vae": {"vae.hidden": (16,), "vae.latent": 8, "train.batch_size": 64,
                  "train.eval_every": 1},
+    "svdpp": {"svdpp.embed_dim": 8, "train.batch_size": 512},
 }
 
 

@@ -102,3 +102,71 @@ def epoch_batches(entities: np.ndarray, lengths: np.ndarray, batching: RowBatchi
   spans = batching.spans(lengths[np.searchsorted(entities, order)])
   batches = [order[lo:hi] for lo, hi in spans]
   return [batches[k] for k in rng.permutation(len(batches))]
+
+
+# ------------------------------------------------------------- whole users, flat (SVD++)
+@dataclasses.dataclass(frozen=True)
+class UserCSR:
+  """A split's training ratings by user: user u's items and stars are [indptr[u], indptr[u+1])."""
+
+  indptr: np.ndarray  # [n_users + 1] int64
+  items: np.ndarray  # [n_ratings] int32
+  stars: np.ndarray  # [n_ratings] float32
+
+  @property
+  def n_users(self) -> int:
+    return len(self.indptr) - 1
+
+  def lengths(self, users: np.ndarray | None = None) -> np.ndarray:
+    if users is None:
+      return np.diff(self.indptr)
+    users = np.asarray(users, np.int64)
+    return self.indptr[users + 1] - self.indptr[users]
+
+
+def user_csr(store, rows: np.ndarray) -> UserCSR:
+  """UserCSR of store `rows` (ascending, as Split.rows gives them: the store groups rows by
+  user, so they are already in user order and no sort is needed). 8 bytes per rating."""
+  rows = np.asarray(rows, np.int64)
+  users = np.take(store.user, rows)
+  if len(users) > 1 and np.any(users[1:] < users[:-1]):
+    raise ValueError("user_csr needs rows in user order (ascending store rows)")
+  indptr = np.zeros(store.n_users + 1, np.int64)
+  np.cumsum(np.bincount(users, minlength=store.n_users), out=indptr[1:])
+  return UserCSR(indptr, np.take(store.item, rows).astype(np.int32), store.stars(rows))
+
+
+def user_spans(lengths: np.ndarray, max_ratings: int, max_users: int) -> list[tuple[int, int]]:
+  """Consecutive [lo, hi) groups of users, in the given order, each of at most max_ratings
+  ratings and max_users users (a user longer than max_ratings alone in its group)."""
+  ends = np.concatenate(([0], np.cumsum(np.asarray(lengths, np.int64))))
+  out, lo, n = [], 0, len(lengths)
+  while lo < n:
+    hi = int(np.searchsorted(ends, ends[lo] + max_ratings, side="right")) - 1
+    hi = min(max(hi, lo + 1), lo + max_users, n)
+    out.append((lo, hi))
+    lo = hi
+  return out
+
+
+def flat_user_batch(csr: UserCSR, users: np.ndarray, n_ratings: int, n_slots: int
+                    ) -> dict[str, np.ndarray]:
+  """Every training rating of `users`, flat and padded: item, rating, weight (0 = padding),
+  segment (the user's slot) [n_ratings]; user [n_slots] (padding slots: user 0, no ratings)."""
+  users = np.asarray(users, np.int64)
+  lengths = csr.lengths(users)
+  total = int(lengths.sum())
+  if total > n_ratings or len(users) > n_slots:
+    raise ValueError(f"{len(users)} users with {total} ratings do not fit a batch of "
+                     f"{n_slots} users and {n_ratings} ratings")
+  segment = np.repeat(np.arange(len(users), dtype=np.int32), lengths)
+  starts = np.repeat(csr.indptr[users] - (np.cumsum(lengths) - lengths), lengths)
+  source = starts + np.arange(total)
+  pad = n_ratings - total
+  slot_users = np.zeros(n_slots, np.int32)
+  slot_users[:len(users)] = users
+  return {"item": np.pad(csr.items[source], (0, pad)),
+          "rating": np.pad(csr.stars[source], (0, pad)),
+          "weight": np.pad(np.ones(total, np.float32), (0, pad)),
+          "segment": np.pad(segment, (0, pad)),
+          "user": slot_users}

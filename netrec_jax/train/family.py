@@ -41,6 +41,7 @@ FAMILIES: dict[str, str] = {
     "content": "netrec_jax.train.content",
     **dict.fromkeys(("mult_vae", "mult_dae"), "netrec_jax.train.multvae"),
     **dict.fromkeys(("ease", "item_knn", "rp3beta"), "netrec_jax.train.closed_form"),
+    "svdpp": "netrec_jax.train.svdpp",
 }
 
 # Read by every run, whatever the model.
