@@ -166,7 +166,7 @@ def compare(config: Any, workdir: str | os.PathLike,
   ks = tuple(config.eval.ks)
   from netrec_jax.baselines.external import ExternalPredictions, parse_entries
   external = dict(parse_entries(config.compare.external))
-  results = []
+  results, rating_models = [], []
   for name in [m.strip() for m in config.compare.models.split(",") if m.strip()] + list(external):
     logging.info("compare: %s", name)
     tracemalloc.start()
@@ -196,6 +196,10 @@ def compare(config: Any, workdir: str | os.PathLike,
                                 keep_predictions=True, per_user=True)
     result.update(fit_seconds=fit_seconds, peak_traced_mb=peak / 2**20)
     results.append(result)
+    if result["rating"].get("applicable", True) and name not in external:
+      rating_models.append(model)
+  if config.compare.blend:
+    results.append(_blend(config, store, split, data, rating_models, workdir))
   significance(results, ks, seed=config.seed)
   write_per_user(results, workdir / "per_user")
   write_report(results, workdir, store, split, ks, note)
@@ -210,6 +214,28 @@ def compare(config: Any, workdir: str | os.PathLike,
 
 def _listed(spec: str) -> list[str]:
   return [part.strip() for part in str(spec).split(",") if part.strip()]
+
+
+def _blend(config, store, split, data, models, workdir: Path) -> dict[str, Any]:
+  """The ridge blend of the rating models, fitted on validation rows, evaluated on test."""
+  from netrec_jax.baselines.blend import BlendRecommender
+  valid = split.rows("valid")
+  if not models or len(valid) == 0:
+    raise ValueError("compare.blend needs rating models and validation rows (split "
+                     f"{split.name} has {len(valid):,}; {len(models)} rating models)")
+  tracemalloc.start()
+  t0 = time.time()
+  blend = BlendRecommender(models, store, data.train_rows).fit(
+      np.take(store.user, valid), np.take(store.item, valid), store.stars(valid))
+  fit_seconds = time.time() - t0
+  _, peak = tracemalloc.get_traced_memory()
+  tracemalloc.stop()
+  blend.save(workdir / "blend_weights.json")
+  result = evaluator.evaluate(blend, data, ks=tuple(config.eval.ks),
+                              user_batch=config.eval.user_batch, keep_predictions=True,
+                              per_user=True)
+  result.update(fit_seconds=fit_seconds, peak_traced_mb=peak / 2**20)
+  return result
 
 
 def compare_repeats(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -398,23 +424,32 @@ def write_report(results: list[dict[str, Any]], workdir: Path, store, split,
   serializable = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
   (workdir / "comparison.json").write_text(json.dumps(serializable, indent=2, default=float)
                                            + "\n")
-  _plot_bars(rows, workdir / "comparison.png", f"{store.name}, {split.protocol}")
+  _plot_bars(rows, results, workdir / "comparison.png", f"{store.name}, {split.protocol}")
 
 
-def _plot_bars(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+def _plot_bars(rows: list[dict[str, Any]], results: list[dict[str, Any]], path: Path,
+               title: str) -> None:
+  """RMSE and the first NDCG@K of the table per model, with the bootstrap 95% intervals."""
   from matplotlib.figure import Figure
+  ndcg = next((key for key in (rows[0] if rows else {}) if key.startswith("ndcg@")
+               and any(isinstance(r.get(key), float) for r in rows)), "ndcg@10")
+  significance = {r["model"]: r.get("significance", {}) for r in results}
   fig = Figure(figsize=(11, 4), layout="constrained")
   axes = fig.subplots(1, 2)
-  for ax, metric in zip(axes, ("rmse", "ndcg@10")):
+  for ax, metric in zip(axes, ("rmse", ndcg)):
     pairs = [(r["model"], r[metric]) for r in rows if isinstance(r.get(metric), float)]
     if not pairs:
       ax.set_visible(False)
       continue
     names, values = zip(*pairs)
-    ax.barh(names, values, color="#4c72b0")
+    intervals = [significance.get(n, {}).get(metric) for n in names]
+    error = np.array([[v - s["ci_low"], s["ci_high"] - v] if s else [0.0, 0.0]
+                      for v, s in zip(values, intervals)]).T
+    ax.barh(names, values, xerr=error, capsize=3, color="#4c72b0", ecolor="#333333")
     for y, v in enumerate(values):
-      ax.text(v, y, f" {v:.4f}", va="center", fontsize=8)
-    ax.set_xlabel(metric + (" (lower is better)" if metric == "rmse" else " (higher is better)"))
+      ax.text(v, y, f" {v:.4f}", va="bottom", fontsize=8)
+    ax.set_xlabel(metric + (" (lower is better)" if metric == "rmse" else " (higher is better)")
+                  + ", bootstrap 95% interval")
     ax.invert_yaxis()
   fig.suptitle(title)
   fig.savefig(path, dpi=110)

@@ -284,6 +284,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Predictions or rankings from other tools, scored into the same table: "NAME=PATH;..."
   # (CSV or Parquet with columns user, item (original ids) and rating and/or score).
   config.compare.external = ""
+  # A row "blend": ridge regression on every rating model's predictions and log supports,
+  # fitted on the validation rows only, evaluated on test; weights in blend_weights.json.
+  config.compare.blend = False
   # train mode: afterwards compare the trained model with compare.models' other entries on the
   # same split, into WORKDIR/comparison.
   config.compare.after_train = False

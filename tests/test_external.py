@@ -1,5 +1,6 @@
 """Predictions written by another tool, scored by our evaluator into our comparison."""
 
+import copy
 import json
 
 import numpy as np
@@ -32,6 +33,7 @@ def test_a_file_scores_exactly_like_the_model_that_wrote_it(run, tmp_path):
   through compare.external, give the same metrics as the model (rankings) and as numpy
   (RMSE computed here from the file)."""
   config, store, split = run
+  config = copy.deepcopy(config)
   train, test = split.rows("train"), split.rows("test")
   als = compare.fit_baseline("jax_als", store, train, {"factors": 8, "iterations": 3})
   users = np.unique(np.take(store.user, test))
@@ -108,3 +110,42 @@ def test_a_missing_test_rating_is_named(run, tmp_path):
   model = ExternalPredictions(path, "few").fit(store, split.rows("train"))
   with pytest.raises(ExternalFileError, match="no rating for 1 of the 2 pairs"):
     model.predict(np.array([0, 1]), np.array([0, 0]))
+
+
+# ---------------------------------------------------------------------------- the blend
+def test_the_blend_is_ridge_on_validation_predictions(run, tmp_path):
+  """The blend row's test predictions equal a ridge fitted here by normal equations on the
+  same validation features (computed another way), at the alpha it chose."""
+  pytest.importorskip("surprise")
+  config, store, split = run
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    config.split.valid_fraction = 0.1
+    config.compare.models = "surprise_baseline,jax_als"
+    config.compare.blend = True
+  results = {r["model"]: r for r in compare.compare(config, tmp_path / "cmp")}
+  weights = json.loads((tmp_path / "cmp" / "blend_weights.json").read_text())
+  assert set(weights["features"]) >= {"pred:surprise_baseline", "pred:jax_als", "log_n_user"}
+  split = datasets.make_split(store, config.split)
+  train, valid, test = (split.rows(p) for p in ("train", "valid", "test"))
+  models = [compare.fit_baseline(n, store, train) for n in ("surprise_baseline", "jax_als")]
+
+  def features(rows):
+    u, i = np.take(store.user, rows), np.take(store.item, rows)
+    preds = np.stack([m.predict(u, i) for m in models], 1)
+    lu = np.log1p(np.bincount(np.take(store.user, train), minlength=store.n_users))[u]
+    li = np.log1p(np.bincount(np.take(store.item, train), minlength=store.n_items))[i]
+    cross = [preds[:, k] * s for k in range(preds.shape[1]) for s in (lu, li)]
+    return np.column_stack([preds, lu, li, *cross])
+
+  x, y = features(valid), store.stars(valid)
+  mean_x, mean_y = x.mean(0), y.mean()
+  xc = x - mean_x
+  coef = np.linalg.solve(xc.T @ xc + weights["alpha"] * np.eye(x.shape[1]), xc.T @ (y - mean_y))
+  expected = np.clip((features(test) - mean_x) @ coef + mean_y, *store.rating_range)
+  truth = store.stars(test)
+  rmse = float(np.sqrt(np.mean((expected - truth) ** 2)))
+  assert results["blend"]["rating"]["rmse"] == pytest.approx(rmse, rel=1e-6)
+  assert np.allclose(list(weights["features"].values()), coef, atol=1e-6)
+  assert results["blend"]["rating"]["rmse"] <= min(
+      results[n]["rating"]["rmse"] for n in ("surprise_baseline", "jax_als")) + 0.01
