@@ -79,6 +79,7 @@ FIELDS: dict[str, str] = {
     "data.synthetic.rank": "positive", "split.heldout_users": "positive",
     "ease.l2": "positive", "ease.max_items": "positive", "knn.k": "positive",
     "rp3.k": "positive", "tune.trials": "positive", "tune.startup_trials": "non_negative",
+    "tune.prune_warmup_epochs": "non_negative",
     "svdpp.embed_dim": "positive", "svdpp.init_std": "positive",
     # Layer widths and cut-offs (every entry).
     "model.mlp_layers": "positive", "model.hidden": "positive",

@@ -302,6 +302,7 @@ def base_config() -> ml_collections.ConfigDict:
   # median of earlier trials at the same epoch; JAX families only, baselines fit in one go).
   config.tune.startup_trials = 5
   config.tune.prune = True
+  config.tune.prune_warmup_epochs = 3  # no trial is pruned before this many epochs
 
   # --- Analysis.
   config.eda = True  # write EDA plots and summary.md into WORKDIR/eda

@@ -11,7 +11,8 @@ baselines (RMSE when they predict ratings, else recall@20; ndcg@100 under strong
 generalization). The test rows are never evaluated while tuning: a trial's final metrics hold
 its validation part only. Our trials report every validation to a median pruner
 (tune.prune), which stops a trial whose figure falls below the median of earlier trials at
-the same epoch; baselines fit in one go and are not pruned.
+the same epoch, never before tune.prune_warmup_epochs epochs (a slow learning rate starts
+behind); baselines fit in one go and are not pruned.
 
 Written: DIR/tune/ENTRY/trials.{md,csv,json} (every trial: state, figure, settings, seconds)
 and ENTRY/trial_N (our trials' runs), DIR/tune/best.json. Then the comparison runs once into
@@ -115,6 +116,7 @@ class _Objective:
     params = {name: suggest(trial, name, spec) for name, spec in self.space.items()}
     t0 = time.time()
     row: dict[str, Any] = {"trial": trial.number}
+    self._last_report: dict[str, Any] = {}
     try:
       if self.base in compare_lib.BASELINES:
         metric, value = self._baseline(params)
@@ -122,7 +124,7 @@ class _Objective:
         metric, value = self._ours(trial, params)
       row.update(state="complete", metric=metric, value=value)
     except optuna.TrialPruned:
-      row.update(state="pruned")
+      row.update(state="pruned", **self._last_report)  # the figure it was pruned at
       raise
     except FAILED_TRIAL as e:  # a diverged trial is a result of its settings: the study goes on
       row.update(state="failed", error=str(e).splitlines()[0])
@@ -152,6 +154,7 @@ class _Objective:
     def on_validation(epoch: int, metric: str, value: float | None, lower: bool) -> bool:
       if value is None:
         return False
+      self._last_report = {"metric": metric, "value": value, "epochs": epoch + 1}
       trial.report(-value if lower else value, epoch)
       return prune and trial.should_prune()
 
@@ -195,8 +198,9 @@ def tune(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=int(config.seed), n_startup_trials=startup),
-        pruner=(optuna.pruners.MedianPruner(n_startup_trials=startup) if config.tune.prune
-                else optuna.pruners.NopPruner()))
+        pruner=(optuna.pruners.MedianPruner(
+            n_startup_trials=startup, n_warmup_steps=int(config.tune.prune_warmup_epochs))
+                if config.tune.prune else optuna.pruners.NopPruner()))
     for _ in range(budget[entry]):
       study.optimize(objective, n_trials=1, catch=FAILED_TRIAL)
       done += 1
