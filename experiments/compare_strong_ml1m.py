@@ -7,7 +7,10 @@ table with per-user bootstrap intervals and Holm-corrected tests.
 Each entry named by experiment keeps its model settings (ease_ml1m: lambda 500; the paper's
 Mult-VAE); data, split and evaluation are this experiment's (ml1m_strong). Every model folds
 the held-out users in (EASE / kNN / RP3beta: row times W; Mult-VAE: one encoder pass;
-implicit ALS: one least-squares solve).
+implicit ALS: one least-squares solve; LightGCN: one propagation step from the given movies;
+BERT4Rec: the given movies as its sequence; the YouTube DNN: its tower over their mean
+embedding; implicit MF: Adam on a new user row; U-AutoRec: one encoder pass). LightGCN and
+the YouTube DNN keep their ML-100K experiments' settings, untuned for this data.
 """
 
 from experiments import ml1m_strong
@@ -20,6 +23,9 @@ def get_config():
   config.model.name = "ease"
   config.ease.l2 = 500.0
   config.compare.models = ("ease,mult_vae_ml1m,mult_vae_ml1m@dae,rp3beta_ml1m,itemknn_ml1m,"
-                           "implicit_als")
-  config.compare.model_overrides = "mult_vae_ml1m@dae:model.name=mult_dae"
+                           "implicit_als,lightgcn_ml100k,bert4rec_ml1m,youtube_dnn_ml100k,"
+                           "mf@implicit,autorec@user")
+  config.compare.model_overrides = ("mult_vae_ml1m@dae:model.name=mult_dae;"
+                                    "mf@implicit:task=implicit;"
+                                    "autorec@user:autoencoder.side=user")
   return config
