@@ -216,7 +216,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.dense = _typed(str)  # adam | adamw | sgd, for the Flax params
   config.optimizer.lr = _typed(float)  # peak lr of the dense optimizer (svdpp: of its rows)
   config.optimizer.momentum = 0.0  # sgd
-  config.optimizer.weight_decay = _typed(float)  # adamw: decoupled decay (matrices only)
+  config.optimizer.weight_decay = _typed(float)  # adamw: decoupled decay (on decay_mask's)
   config.optimizer.l2 = _typed(float)  # L2 added to the gradient (AutoRec's; svdpp's lambda)
   config.optimizer.clip_norm = _typed(float)  # global-norm clipping of dense grads (0 = off)
   config.optimizer.schedule = "constant"  # constant | warmup_cosine (every learning rate)
@@ -224,6 +224,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.final_lr_fraction = 0.0  # warmup_cosine: end lr as a fraction of peak
   config.optimizer.plateau_patience = 0  # validations without improvement before lr *= factor
   config.optimizer.plateau_factor = 0.5
+  # adamw's decay on: matrices (ndim >= 2) | all (biases too; youtube_dnn's default)
+  config.optimizer.decay_mask = _typed(str)
 
   # --- Training loop (netrec_jax/train/loop.py), the same for every family.
   config.train = ml_collections.ConfigDict()

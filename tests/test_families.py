@@ -90,3 +90,38 @@ def test_model_defaults_fill_only_unset_fields():
   assert config.optimizer.dense == "adamw" and config.optimizer.clip_norm == 5.0  # BERT4Rec's
   other = family.resolve(configs.base_config())  # mf
   assert other.optimizer.dense == "adam" and other.optimizer.clip_norm == 0.0
+
+
+def test_youtube_adamw_decays_every_parameter_other_models_matrices_only():
+  """youtube_dnn keeps its pre-loop optimizer (optax.adamw decaying biases too); bert4rec's
+  adamw decays matrices only. Either mask gives one optimizer-state structure."""
+  import jax
+  import jax.numpy as jnp
+
+  from netrec_jax.train import optim
+  resolved = {}
+  for model in ("youtube_dnn", "bert4rec"):
+    config = configs.base_config()
+    config.model.name = model
+    resolved[model] = family.resolve(config).optimizer
+  assert resolved["youtube_dnn"].decay_mask == "all"
+  assert resolved["bert4rec"].decay_mask == "matrices"
+  params = {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}
+  zero = jax.tree.map(jnp.zeros_like, params)
+  matrices = resolved["youtube_dnn"].copy_and_resolve_references()
+  matrices.decay_mask = "matrices"
+  states = []
+  for opt_cfg, decays_bias in ((resolved["youtube_dnn"], True), (matrices, False),
+                               (resolved["bert4rec"], False)):
+    tx = optim.dense_optimizer(opt_cfg, 10)
+    state = tx.init(params)
+    states.append(jax.tree.structure(state))
+    updates, _ = tx.update(zero, state, params)
+    assert float(jnp.abs(updates["kernel"]).max()) > 0  # decoupled decay alone
+    assert (float(jnp.abs(updates["bias"]).max()) > 0) == decays_bias
+  assert states[0] == states[1]  # a checkpoint restores under either mask
+  config = configs.base_config()
+  config.model.name = "youtube_dnn"
+  config.optimizer.decay_mask = "biases"
+  with pytest.raises(ValueError, match="optimizer.decay_mask must be one of"):
+    family.resolve(config)

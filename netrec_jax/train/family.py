@@ -55,13 +55,14 @@ TRAINED = ("train.epochs", "train.batch_size", "train.eval_every",
            "optimizer.momentum",
            "optimizer.weight_decay", "optimizer.l2", "optimizer.clip_norm",
            "optimizer.schedule", "optimizer.warmup_steps", "optimizer.final_lr_fraction",
-           "optimizer.plateau_patience", "optimizer.plateau_factor")
+           "optimizer.plateau_patience", "optimizer.plateau_factor", "optimizer.decay_mask")
 # Defaults of the loop's fields for a family that does not set its own.
 LOOP_DEFAULTS = {"optimizer.dense": "adam", "optimizer.lr": 1e-3, "optimizer.weight_decay": 1e-4,
                  "optimizer.l2": 0.0, "optimizer.clip_norm": 0.0, "train.epochs": 10,
                  "train.batch_size": 1024, "train.eval_every": 1,
                  "train.early_stopping_patience": 3, "eval.relevance_threshold": 4.0,
-                 "eval.sampled_negatives": 0, "eval.negative_sampler": "uniform"}
+                 "eval.sampled_negatives": 0, "eval.negative_sampler": "uniform",
+                 "optimizer.decay_mask": "matrices"}
 
 
 @dataclasses.dataclass
@@ -177,6 +178,8 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     for field in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
       if config.train[field] <= 0:
         raise ValueError(f"train.{field} must be positive, got {config.train[field]}")
+    from netrec_jax.train import optim  # jax and optax: only once a trained model is chosen
+    check_one_of(config, "optimizer.decay_mask", optim.DECAY_MASKS)
   fam.check(config)
   return config
 

@@ -1,9 +1,10 @@
 """The dense optimizer every family uses, built from config.optimizer in one place.
 
 clip (optimizer.clip_norm) -> coupled L2 (optimizer.l2, AutoRec's) -> adam | adamw | sgd on
-the schedule (optimizer.schedule). Reduce-on-plateau is the loop's: it multiplies the state's
-`lr_scale`, which `apply_gradients` applies to every update, so it works the same for every
-family without rebuilding the optimizer.
+the schedule (optimizer.schedule); adamw decays the parameters optimizer.decay_mask names.
+Reduce-on-plateau is the loop's: it multiplies the state's `lr_scale`, which `apply_gradients`
+applies to every update, so it works the same for every family without rebuilding the
+optimizer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import optax
 
 DENSE = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "warmup_cosine")
+# adamw's decoupled weight decay on: matrices (ndim >= 2: kernels and embedding tables, not
+# biases or norms, as BERT) | all (every parameter, as plain optax.adamw).
+DECAY_MASKS = ("matrices", "all")
 
 
 def learning_rate_schedule(peak: float, opt_cfg: Any, total_steps: int) -> optax.Schedule:
@@ -28,9 +32,13 @@ def learning_rate_schedule(peak: float, opt_cfg: Any, total_steps: int) -> optax
   raise ValueError(f"optimizer.schedule must be one of {SCHEDULES}, got {opt_cfg.schedule!r}")
 
 
-def _matrices(params):
-  """Decoupled weight decay on weight matrices only, not biases or norms (as BERT)."""
-  return jax.tree.map(lambda x: x.ndim >= 2, params)
+def decay_mask(kind: str | None):
+  """The adamw mask of optimizer.decay_mask (None, a config from before the field: matrices,
+  as it trained). Both are masks, so the optimizer state has one structure either way."""
+  kind = kind or "matrices"
+  if kind not in DECAY_MASKS:
+    raise ValueError(f"optimizer.decay_mask must be one of {DECAY_MASKS}, got {kind!r}")
+  return lambda params: jax.tree.map(lambda x: kind == "all" or x.ndim >= 2, params)
 
 
 def dense_optimizer(opt_cfg: Any, total_steps: int) -> optax.GradientTransformation:
@@ -44,7 +52,8 @@ def dense_optimizer(opt_cfg: Any, total_steps: int) -> optax.GradientTransformat
   if opt_cfg.dense == "adam":
     parts.append(optax.adam(lr))
   elif opt_cfg.dense == "adamw":
-    parts.append(optax.adamw(lr, weight_decay=opt_cfg.weight_decay, mask=_matrices))
+    parts.append(optax.adamw(lr, weight_decay=opt_cfg.weight_decay,
+                             mask=decay_mask(opt_cfg.get("decay_mask"))))
   elif opt_cfg.dense == "sgd":
     parts.append(optax.sgd(lr, momentum=opt_cfg.momentum or None))
   else:
