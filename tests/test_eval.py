@@ -249,3 +249,24 @@ def test_compare_over_seeds_reports_mean_and_spread(store_root, tmp_path):
   ndcgs = [run["implicit_als"]["ranking"]["ndcg@10"] for run in per_seed]
   assert ndcgs[0] != ndcgs[1]  # and the baseline's random state
   assert (tmp_path / "cmp" / "comparison_seeds.md").is_file()
+
+
+def test_compare_over_folds_averages_the_per_fold_tables(shared_data, tmp_path):
+  """compare.folds on the real ML-100K folds: one table per fold, and mean / spread that
+  equal the per-fold figures averaged here."""
+  pytest.importorskip("surprise")
+  if not (shared_data / "ml-100k" / "u1.base").is_file():
+    pytest.skip(f"ML-100K not found under {shared_data}")
+  from netrec_jax import configs, pipeline
+  config = configs.load_experiment("ml100k")
+  config.data.store_root = str(tmp_path / "stores")
+  config.compare.models = "surprise_baseline"
+  config.compare.folds = "u1,u2"
+  config.eval.ranking = "never"
+  summary = pipeline.compare(config, tmp_path / "cmp")
+  rmses = [json.loads((tmp_path / "cmp" / f"fold_{f}" / "comparison.json").read_text())[0]
+           ["rating"]["rmse"] for f in ("u1", "u2")]
+  assert summary[0]["protocol"] == "ml100k_folds_u1_u2" and summary[0]["runs"] == 2
+  assert summary[0]["rmse_mean"] == pytest.approx(np.mean(rmses))
+  assert summary[0]["rmse_std"] == pytest.approx(np.std(rmses, ddof=1))
+  assert (tmp_path / "cmp" / "comparison_folds.md").is_file()
