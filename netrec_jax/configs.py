@@ -61,6 +61,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.split.interaction_threshold = 4.0  # strong: ratings >= this are interactions (rest unused)
   config.split.min_user_interactions = 5  # strong: users with fewer interactions unused (0 = off)
   config.split.min_item_interactions = 0  # strong: applied first, to items (Liang: 0 = off)
+  # strong: iterate both minimums to a fixed point (the k-core) instead of Liang's one pass
+  config.split.kcore = False
   # strong: share of each held-out user's interactions scored (floor, as Liang's int(0.2 n));
   # the others are the fold-in input
   config.split.target_fraction = 0.2

@@ -316,3 +316,35 @@ def test_config_ranges_of_the_strong_fields():
   found = config_checks.problems(config)
   assert {p.split(" = ")[0] for p in found} == {
       "split.min_user_interactions", "split.target_fraction", "split.heldout_users"}
+
+
+def test_kcore_iterates_both_filters_to_a_fixed_point(rand):
+  """With kcore every user and item that keeps an interaction has at least its minimum,
+  checked by a plain Python iteration over (user, item) sets; one pass (Liang's) leaves some
+  items below it on this store."""
+  k_user, k_item = 5, 6
+  interactions = {(int(u), int(i)) for u, i, s in zip(rand.user, rand.item, rand.stars())
+                  if s >= 4}
+  while True:  # the k-core, computed another way
+    users, items = {}, {}
+    for u, i in interactions:
+      users[u] = users.get(u, 0) + 1
+      items[i] = items.get(i, 0) + 1
+    kept = {(u, i) for u, i in interactions if users[u] >= k_user and items[i] >= k_item}
+    if kept == interactions:
+      break
+    interactions = kept
+  core_users = {u for u, _ in interactions}
+  split = splits.strong_generalization(rand, heldout_users=30, min_user_interactions=k_user,
+                                       min_item_interactions=k_item, kcore=True, seed=0)
+  assert split.name.endswith("_kcore") and split.params["kcore"] is True
+  used = np.asarray(split.assignment) != splits.UNUSED
+  assert set(np.unique(np.asarray(rand.user)[used]).tolist()) == core_users
+  train_items = np.asarray(rand.item)[np.asarray(split.assignment) == splits.TRAIN]
+  assert set(train_items.tolist()) <= {i for _, i in interactions}
+  info = split.info["strong_generalization"]
+  assert info["kcore_rounds"] >= 1 and info["interactions_removed_by_kcore"] > 0
+  one_pass = splits.strong_generalization(rand, heldout_users=30, min_user_interactions=k_user,
+                                          min_item_interactions=k_item, seed=0)
+  kept_one = np.asarray(one_pass.assignment) != splits.UNUSED
+  assert kept_one.sum() > used.sum()  # one pass keeps interactions the k-core removes

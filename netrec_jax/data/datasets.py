@@ -165,7 +165,7 @@ def make_split(store: RatingStore, split_cfg: Any) -> splits_lib.Split | None:
         threshold=split_cfg.interaction_threshold,
         min_user_interactions=split_cfg.min_user_interactions,
         min_item_interactions=split_cfg.min_item_interactions,
-        target_fraction=split_cfg.target_fraction, seed=split_cfg.seed)
+        target_fraction=split_cfg.target_fraction, seed=split_cfg.seed, kcore=split_cfg.kcore)
   elif kind == "ml100k_fold":
     name = f"ml100k_{split_cfg.fold}"
     if name not in store.list_splits():

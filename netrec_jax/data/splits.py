@@ -205,14 +205,15 @@ def heldout_count(heldout_users: float, n_users: int) -> int:
 def strong_generalization(store: RatingStore, heldout_users: float = 0.1,
                           threshold: float = 4.0, min_user_interactions: int = 5,
                           min_item_interactions: int = 0, target_fraction: float = 0.2,
-                          seed: int = 0) -> Split:
+                          seed: int = 0, kcore: bool = False) -> Split:
   """Liang et al. 2018's strong generalization (Mult-VAE; also EASE, RecVAE, Rendle 2021).
 
   1. Interactions are ratings >= `threshold`; every other rating is UNUSED.
   2. Liang's filter, in his order: items with fewer than `min_item_interactions` interactions
      (default 0: none, as Liang's min_sc=0), then users with fewer than
      `min_user_interactions` (default 5) lose their interactions (UNUSED); 0 disables either.
-     One pass each, not iterated to a fixed point.
+     One pass each, as Liang's code; with `kcore` both are iterated to a fixed point (the
+     k-core: every remaining user and item has at least its minimum of interactions).
   3. The remaining users (with at least one interaction) are permuted with `seed`; as in
      Liang's code the last n_heldout are test users, the n_heldout before them validation
      users and the rest train users. n_heldout = `heldout_users` when >= 1, else that share
@@ -252,6 +253,8 @@ def strong_generalization(store: RatingStore, heldout_users: float = 0.1,
       block &= ~drop_item[np.asarray(item[lo:lo + BLOCK_ROWS])]
     report["items_removed_by_min_interactions"] = int(drop_item.sum())
     report["interactions_removed_by_item_filter"] = before - int(interaction.sum())
+  if kcore:
+    _kcore(store, interaction, max(min_user_interactions, 1), min_item_interactions, report)
   user_counts = _bincount_rows(user, interaction, n_users)
   report["users_without_interactions"] = int((user_counts == 0).sum())
   kept = user_counts >= max(min_user_interactions, 1)
@@ -316,13 +319,36 @@ def strong_generalization(store: RatingStore, heldout_users: float = 0.1,
     name += f"_i{min_item_interactions}"
   if target_fraction != 0.2:
     name += f"_f{target_fraction:g}"
+  if kcore:
+    name += "_kcore"
   return Split(name=name, protocol=STRONG_PROTOCOL, assignment=assignment,
                params={"heldout_users": heldout_users, "n_heldout": n_heldout,
                        "interaction_threshold": threshold,
                        "min_user_interactions": min_user_interactions,
                        "min_item_interactions": min_item_interactions,
-                       "target_fraction": target_fraction, "seed": seed},
+                       "target_fraction": target_fraction, "seed": seed, "kcore": kcore},
                info={STRONG_PROTOCOL: report})
+
+
+def _kcore(store: RatingStore, interaction: np.ndarray, min_user: int, min_item: int,
+           report: dict[str, Any]) -> None:
+  """Removes (in place) the interactions of users and items below their minimum until none is:
+  dropping a user can push an item under its minimum, and the reverse."""
+  n, before, rounds = store.n_ratings, int(interaction.sum()), 0
+  while True:
+    user_counts = _bincount_rows(store.user, interaction, store.n_users)
+    item_counts = _bincount_rows(store.item, interaction, store.n_items)
+    drop_user = (user_counts > 0) & (user_counts < min_user)
+    drop_item = (item_counts > 0) & (item_counts < min_item)
+    if not drop_user.any() and not drop_item.any():
+      break
+    rounds += 1
+    for lo in range(0, n, BLOCK_ROWS):
+      block = interaction[lo:lo + BLOCK_ROWS]
+      block &= ~(drop_user[np.asarray(store.user[lo:lo + BLOCK_ROWS])]
+                 | drop_item[np.asarray(store.item[lo:lo + BLOCK_ROWS])])
+  report["kcore_rounds"] = rounds
+  report["interactions_removed_by_kcore"] = before - int(interaction.sum())
 
 
 def locate_pairs(store: RatingStore, users: np.ndarray, items: np.ndarray) -> np.ndarray:
