@@ -29,7 +29,8 @@ def main() -> None:
     cfg = synthetic.SyntheticConfig(n_users=args.n_users, n_items=args.n_items,
                                     n_ratings=args.n_ratings)
     store = synthetic.build_synthetic_store(cfg, path, overwrite=True)
-  print(f"store {path}: {store.n_ratings:,} ratings, {store.n_users:,} users, {store.n_items:,} items")
+  print(f"store {path}: {store.n_ratings:,} ratings, {store.n_users:,} users, "
+        f"{store.n_items:,} items")
   no_neg = types.SimpleNamespace(sampled_negatives=0, negative_sampler="uniform")
   pop100 = types.SimpleNamespace(sampled_negatives=100, negative_sampler="popularity")
   cases = [("random_90_10 (+ split_features)", splits.random_split(store), no_neg, True),

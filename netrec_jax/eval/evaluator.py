@@ -161,8 +161,9 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
   """Rating and ranking metrics of `model` on data's split, labelled with the protocol.
 
   sampled_negatives > 0 adds the sampled protocol (NCF's loo_99neg with 99): each relevant
-  test item ranked against that many items the user never rated, drawn with a fixed seed;
-  sampler="popularity" draws them by training popularity (BERT4Rec's loo_pop100 with 100).
+  test item ranked against that many items the user never rated (the split's fixed ones,
+  data/negatives.py); sampler="popularity" draws them by training popularity (BERT4Rec's
+  loo_pop100 with 100).
   keep_predictions adds the clipped test predictions under "_predictions" (for plots);
   per_user adds each test user's values under "_per_user" (rating: sse, sae, n; ranking: every
   ranking metric), what the comparison's intervals and paired tests resample.

@@ -69,23 +69,32 @@ class _Keys:
 
   def keys(self, part: str) -> np.ndarray:
     rows = self.rows[part]
-    return np.take(self.store.user, rows).astype(np.int64) * self.n_items + np.take(
-        self.store.item, rows)
+    keys = np.take(self.store.user, rows).astype(np.int64)
+    keys *= self.n_items  # in place: no 100M-long temporaries
+    keys += np.take(self.store.item, rows)
+    return keys
 
   def sorted(self, part: str) -> np.ndarray:
     if part not in self._sorted:
-      self._sorted[part] = np.sort(self.keys(part))
+      keys = self.keys(part)
+      keys.sort()
+      self._sorted[part] = keys
     return self._sorted[part]
 
 
-def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-  """keys[i] in sorted_keys, for any keys (sorted first, so the search walks memory once)."""
-  if len(sorted_keys) == 0 or len(keys) == 0:
-    return np.zeros(len(keys), bool)
-  order = np.argsort(keys)
-  pos = np.minimum(np.searchsorted(sorted_keys, keys[order]), len(sorted_keys) - 1)
-  hit = np.empty(len(keys), bool)
-  hit[order] = sorted_keys[pos] == keys[order]
+def _member(table: np.ndarray, keys: np.ndarray, step: int = 1 << 16) -> np.ndarray:
+  """keys[i] in table, both sorted: searched a slice at a time, each against the part of the
+  table its range covers, so the search stays in cache (at 100M: half the time of one call)."""
+  hit = np.zeros(len(keys), bool)
+  if len(table) == 0:
+    return hit
+  for lo in range(0, len(keys), step):
+    chunk = keys[lo:lo + step]
+    a, b = np.searchsorted(table, [chunk[0], chunk[-1]])
+    part = table[a:b + 1]
+    if len(part):
+      pos = np.minimum(np.searchsorted(part, chunk), len(part) - 1)
+      hit[lo:lo + step] = part[pos] == chunk
   return hit
 
 
@@ -117,7 +126,7 @@ def _na(name: str, covers: str, why: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ the checks
 def _pairs(keys: _Keys) -> list[dict[str, Any]]:
   store, out = keys.store, []
-  test, valid = keys.keys("test"), keys.keys("valid")
+  test, valid = keys.sorted("test"), keys.sorted("valid")
   in_train, in_valid = _member(keys.sorted("train"), test), _member(keys.sorted("valid"), test)
   bad = in_train | in_valid
   out.append(_check(
@@ -321,11 +330,9 @@ def _negatives(keys: _Keys, fixed) -> dict[str, Any]:
   known = np.zeros(len(flat), bool)
   counts = {"users": int(len(users)), "negatives": int(len(flat))}
   for part in keys.parts:
-    table = keys.sorted(part)
-    if len(table):
-      hit = table[np.minimum(np.searchsorted(table, flat), len(table) - 1)] == flat
-      counts[f"in_{part}"] = int(hit.sum())
-      known |= hit
+    hit = _member(keys.sorted(part), flat)
+    counts[f"in_{part}"] = int(hit.sum())
+    known |= hit
   test_users = np.unique(np.take(keys.store.user, keys.rows["test"]))
   missing = np.setdiff1d(test_users, users)
   counts["test_users_without_negatives"] = int(len(missing))
@@ -348,11 +355,11 @@ def _fold_in(keys: _Keys, split: splits_lib.Split, eval_data: Any) -> list[dict[
   store = keys.store
   counts, problems = {}, []
   for target, fold_in in splits_lib.FOLD_IN_OF.items():
-    hit = _member(keys.sorted(fold_in), keys.keys(target))
+    hit = _member(keys.sorted(fold_in), keys.sorted(target))
     counts[f"{target}_targets_in_fold_in"] = int(hit.sum())
     if hit.any():
       problems.append(f"{int(hit.sum())} {target} targets are also fold-in inputs, e.g. "
-                      f"{_pair(store, keys.keys(target)[np.argmax(hit)])}")
+                      f"{_pair(store, keys.sorted(target)[np.argmax(hit)])}")
   if eval_data is not None and getattr(eval_data, "fold_in", None) is not None:
     inputs, scored = eval_data.fold_in.tocsr(), eval_data.relevant.tocsr()
     both = inputs.multiply(scored).tocoo()
