@@ -154,6 +154,24 @@ def test_features_computed_from_all_rows_are_caught(store, monkeypatch):
     leakage.audit(store, split, features=True)
 
 
+def test_the_pair_setups_side_features_are_audited(store_root, monkeypatch):
+  from netrec_jax.train import family
+  config = family.resolve(tiny_run_config(store_root, "hybrid", **{"model.use_features": True}))
+  setup = family.family("hybrid").setup(config)
+  record = leakage.audit(setup.store, setup.split, setup=setup)
+  check = next(c for c in record["checks"] if c["name"] == "features_from_train_rows")
+  assert check["passed"] and "pair setup's standardised side features" in check["covers"]
+  # The same setup with its user table built from every rating: the run's own table differs.
+  counts, sums = features.count_and_sum(setup.store.user, setup.store.rating,
+                                        setup.store.n_users)
+  leaky = features.activity_features(counts, sums, setup.store.rating_scale, 3.5)
+  x = np.stack([leaky["log_n_ratings"], leaky["mean_rating"]], 1)
+  setup.aux = dict(setup.aux, user_features=(x - x.mean(0)) / x.std(0))
+  with pytest.raises(leakage.LeakageError, match="the run's user_features differ from "
+                     "features of the training rows at user"):
+    leakage.audit(setup.store, setup.split, setup=setup)
+
+
 def test_popularity_from_all_rows_is_caught(store):
   split = splits.random_split(store)
   data = evaluator.prepare(store, split)
