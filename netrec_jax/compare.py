@@ -28,7 +28,7 @@ from absl import logging
 
 from netrec_jax import configs
 from netrec_jax.data import datasets
-from netrec_jax.eval import evaluator, report
+from netrec_jax.eval import evaluator, leakage, report
 
 # Baselines and their settings. "tuned" values were chosen on ML-100K validation rows.
 BASELINES: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -163,6 +163,12 @@ def compare(config: Any, workdir: str | os.PathLike,
   from netrec_jax.train import family
   config = family.resolve(copy.deepcopy(config))  # the evaluation settings of its model
   data = evaluator.prepare(store, split, relevance_threshold=evaluator.relevance(config.eval))
+  # Once per split, before any model fits: a failed check stops the comparison.
+  audit = leakage.audit(store, split, eval_cfg=config.eval, eval_data=data,
+                        raise_on_failure=False)
+  leakage.write(audit, workdir)
+  if not audit["passed"]:
+    raise leakage.LeakageError(audit["message"])
   ks = tuple(config.eval.ks)
   from netrec_jax.baselines.external import ExternalPredictions, parse_entries
   external = dict(parse_entries(config.compare.external))
@@ -202,7 +208,7 @@ def compare(config: Any, workdir: str | os.PathLike,
     results.append(_blend(config, store, split, data, rating_models, workdir))
   significance(results, ks, seed=config.seed)
   write_per_user(results, workdir / "per_user")
-  write_report(results, workdir, store, split, ks, note)
+  write_report(results, workdir, store, split, ks, note, audit)
   _plot_predictions(results, data, workdir / "predicted_vs_true.png")
   _plot_error_by_activity(results, data, workdir / "error_by_user_activity.png")
   _plot_training_curves(workdir / "models", workdir / "training_curves.png")
@@ -396,7 +402,8 @@ def _significance_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_report(results: list[dict[str, Any]], workdir: Path, store, split,
-                 ks: tuple[int, ...], note: str = "") -> None:
+                 ks: tuple[int, ...], note: str = "",
+                 audit: dict[str, Any] | None = None) -> None:
   """comparison.{md,csv,json} and bar plots, the split and protocol named on top."""
   rows = [_row(r, ks) for r in results]
   report.write_table(workdir / "comparison", rows)
@@ -408,7 +415,8 @@ def write_report(results: list[dict[str, Any]], workdir: Path, store, split,
             f"{split.info['cold_start']['cold_any']:,}. Rating metrics clip predictions to "
             f"{list(store.rating_range)}; ranking over the full catalog minus each user's "
             f"training items, relevant = {relevance}. Peak memory is what tracemalloc saw "
-            "(Python and numpy allocations during fit).\n\n" + (f"{note}\n\n" if note else ""))
+            "(Python and numpy allocations during fit).\n\n" + _audit_lines(audit, results)
+            + (f"{note}\n\n" if note else ""))
   md = workdir / "comparison.md"
   text = header + md.read_text()
   sig = _significance_rows(results)
@@ -425,6 +433,24 @@ def write_report(results: list[dict[str, Any]], workdir: Path, store, split,
   (workdir / "comparison.json").write_text(json.dumps(serializable, indent=2, default=float)
                                            + "\n")
   _plot_bars(rows, results, workdir / "comparison.png", f"{store.name}, {split.protocol}")
+
+
+def _audit_lines(audit: dict[str, Any] | None, results: list[dict[str, Any]]) -> str:
+  """The header's leakage-audit and fixed-negatives lines."""
+  text = ""
+  if audit:
+    applied = [c for c in audit["checks"] if c["applicable"]]
+    text += (f"Leakage audit: **{'passed' if audit['passed'] else 'FAILED'}**, "
+             f"{sum(c['passed'] for c in applied)} of {len(applied)} applicable checks "
+             f"({', '.join(c['name'] for c in applied)}); split fingerprint "
+             f"`{audit['split_fingerprint']}`; leakage_audit.json.\n\n")
+  sampled = next((r["sampled"] for r in results if "negatives_sha256" in r.get("sampled", {})),
+                 None)
+  if sampled:
+    text += (f"Sampled protocol {sampled['protocol']}: every model ranks against the same "
+             f"fixed negatives ({sampled['negatives_users']:,} users), sha256 "
+             f"`{sampled['negatives_sha256']}`.\n\n")
+  return text
 
 
 def _plot_bars(rows: list[dict[str, Any]], results: list[dict[str, Any]], path: Path,

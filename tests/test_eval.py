@@ -163,6 +163,11 @@ def test_compare_writes_one_table_for_all_models(tmp_path):
   assert all("ndcg@10" in r["ranking"] and "hr@10" in r["sampled"] for r in results)
   md = (tmp_path / "cmp" / "comparison.md").read_text()
   assert "protocol **random_90_10_seed0**" in md and "not applicable" in md
+  # The leakage audit ran once for the split, and every model ranked the same negatives.
+  audit = json.loads((tmp_path / "cmp" / "leakage_audit.json").read_text())
+  assert audit["passed"] and "Leakage audit: **passed**" in md
+  assert len({r["sampled"]["negatives_sha256"] for r in results}) == 1
+  assert f"sha256 `{results[0]['sampled']['negatives_sha256']}`" in md
   for name in ("comparison.png", "predicted_vs_true.png", "error_by_user_activity.png",
                "training_curves.png", "comparison.csv", "comparison.json", "significance.md"):
     assert (tmp_path / "cmp" / name).stat().st_size > 0, name

@@ -487,6 +487,11 @@ def load_split(store: RatingStore, name: str) -> Split:
                params=doc["params"], info=info)
 
 
+def fingerprint_of(split: Split) -> str:
+  """The digest of split's row codes now (save_split records it as info["fingerprint"])."""
+  return _digest(split.assignment)
+
+
 def _digest(assignment: np.ndarray) -> str:
   h = hashlib.blake2b(digest_size=16)
   for lo in range(0, len(assignment), BLOCK_ROWS * 4):

@@ -43,6 +43,8 @@ import scipy.sparse as sp
 
 from absl import logging
 
+from netrec_jax.data import negatives as negatives_lib
+from netrec_jax.data.negatives import SAMPLERS, NegativesError, sample_negatives  # noqa: F401
 from netrec_jax.data.splits import STRONG_PROTOCOL, Split
 from netrec_jax.data.store import RatingStore
 from netrec_jax.eval import metrics as metrics_lib
@@ -159,8 +161,9 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
   """Rating and ranking metrics of `model` on data's split, labelled with the protocol.
 
   sampled_negatives > 0 adds the sampled protocol (NCF's loo_99neg with 99): each relevant
-  test item ranked against that many items the user never rated, drawn with a fixed seed;
-  sampler="popularity" draws them by training popularity (BERT4Rec's loo_pop100 with 100).
+  test item ranked against that many items the user never rated (the split's fixed ones,
+  data/negatives.py); sampler="popularity" draws them by training popularity (BERT4Rec's
+  loo_pop100 with 100).
   keep_predictions adds the clipped test predictions under "_predictions" (for plots);
   per_user adds each test user's values under "_per_user" (rating: sse, sae, n; ranking: every
   ranking metric), what the comparison's intervals and paired tests resample.
@@ -294,61 +297,31 @@ def _evaluate_strong(model: Recommender, data: EvalData, result: dict[str, Any],
   return result
 
 
-SAMPLERS = ("uniform", "popularity")
-
-
-class NegativesError(ValueError):
-  """Too few candidate items for the sampled protocol."""
-
-
-def sample_negatives(rng: np.random.Generator, candidates: np.ndarray, n: int,
-                     popularity: np.ndarray | None = None) -> np.ndarray:
-  """n distinct items of `candidates`: uniformly, or with probability proportional to
-  `popularity` (training counts; items never rated in training are never drawn)."""
-  weight = None
-  if popularity is not None:
-    weight = popularity[candidates].astype(np.float64)
-    candidates, weight = candidates[weight > 0], weight[weight > 0]
-  if len(candidates) < n:
-    raise NegativesError(f"a test user has only {len(candidates)} items to draw {n} sampled "
-                     "negatives from: the catalog is too small for this sampled protocol")
-  return rng.choice(candidates, n, replace=False,
-                    p=None if weight is None else weight / weight.sum())
-
-
 def sampled_ranking(model: Recommender, data: EvalData, n_negatives: int,
-                    ks: tuple[int, ...], user_batch: int = 256, seed: int = 0,
+                    ks: tuple[int, ...], user_batch: int = 256,
                     sampler: str = "uniform") -> dict[str, Any]:
-  """Each relevant test item vs n_negatives sampled never-rated items (ties count against it).
+  """Each relevant test item vs n_negatives never-rated items (ties count against it).
 
   sampler: uniform over never-rated items, or popularity (proportional to training counts).
   On a leave-last-out split, 99 uniform negatives is protocol loo_99neg and 100 popularity
-  negatives loo_pop100 (BERT4Rec). Never-rated excludes the user's train, validation and test
-  items. Sampled metrics are far higher than full-ranking ones; report both (RecBole #1785).
+  negatives loo_pop100 (BERT4Rec). Never-rated excludes every item the user has a row for in
+  the split (train, validation, test). The negatives are the split's fixed ones
+  (data/negatives.py: drawn once, stored with the split, verified by sha256), so every model
+  and every rerun ranks against the same items; the result names their sha256. Sampled
+  metrics are far higher than full-ranking ones; report both (RecBole #1785).
   """
-  if sampler not in SAMPLERS:
-    raise ValueError(f"negative sampler must be one of {SAMPLERS}, got {sampler!r}")
-  popularity = data.item_popularity if sampler == "popularity" else None
-  rng = np.random.default_rng(seed)
-  store = data.store
-  valid_rows = data.split.rows("valid")
-  rated_rows = np.concatenate([data.train_rows, valid_rows, data.test_rows])
-  rated = sp.csr_matrix((np.ones(len(rated_rows)), (np.take(store.user, rated_rows),
-                                                    np.take(store.item, rated_rows))),
-                        shape=data.train_matrix.shape)
+  fixed = negatives_lib.fixed_negatives(data.store, data.split, sampler, n_negatives)
   test_users = np.flatnonzero(np.diff(data.relevant.indptr) > 0)
   pos_all, neg_all = [], []
   for lo in range(0, len(test_users), user_batch):
     batch = test_users[lo:lo + user_batch]
     scores = np.asarray(model.score_items(batch), np.float64)
-    for row, user in enumerate(batch):
-      seen = rated.indices[rated.indptr[user]:rated.indptr[user + 1]]
-      candidates = np.setdiff1d(np.arange(scores.shape[1]), seen, assume_unique=True)
-      negatives = sample_negatives(rng, candidates, n_negatives, popularity)
-      for item in data.relevant.indices[data.relevant.indptr[user]:data.relevant.indptr[user + 1]]:
-        pos_all.append(scores[row, item])
-        neg_all.append(scores[row, negatives])
-  result = metrics_lib.sampled_rank_metrics(np.array(pos_all), np.stack(neg_all), ks)
+    relevant = data.relevant[batch]
+    per_user = np.diff(relevant.indptr)
+    pos_all.append(scores[np.repeat(np.arange(len(batch)), per_user), relevant.indices])
+    neg_all.append(np.repeat(np.take_along_axis(scores, fixed.of(batch), axis=1), per_user, 0))
+  result = metrics_lib.sampled_rank_metrics(np.concatenate(pos_all), np.concatenate(neg_all),
+                                            ks)
   loo = data.split.protocol == "loo"
   if sampler == "popularity":
     result["protocol"] = ("loo_pop100" if loo and n_negatives == 100
@@ -357,6 +330,7 @@ def sampled_ranking(model: Recommender, data: EvalData, n_negatives: int,
     result["protocol"] = ("loo_99neg" if loo and n_negatives == 99
                           else f"{data.split.protocol}_{n_negatives}neg")
   result["sampler"] = sampler
+  result.update(fixed.describe())
   return result
 
 

@@ -34,7 +34,7 @@ from netrec_jax import configs
 from netrec_jax.data import datasets
 from netrec_jax.data import splits as splits_lib
 from netrec_jax.data.store import atomic_write_text
-from netrec_jax.eval import evaluator
+from netrec_jax.eval import evaluator, leakage
 from netrec_jax.progress import Progress, quiet_library_logs
 from netrec_jax.train import checkpoint as ckpt_lib
 from netrec_jax.train import family as family_lib
@@ -130,6 +130,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   workdir.mkdir(parents=True, exist_ok=True)
   t_start = time.time()
   if not fam.trains:
+    leakage.audit_run(config, workdir)  # before the fit; blocks on a leak
     if jax.process_index() == 0:
       _write_json(workdir / SAVED_MODEL, fam.fit(config, workdir, RUNS))
     return _write_final(workdir, load_recommender(workdir), parts,
@@ -147,6 +148,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                config.model.name, fam.name, setup.store.name, setup.split.name,
                setup.split.protocol, setup.n_examples, setup.unit, dict(setup.mesh.shape))
   valid_data = evaluator.part_data(setup.store, setup.split, "valid", config.eval)
+  leakage.audit_run(config, workdir, setup, valid_data)  # before training; blocks on a leak
 
   # ---- Resume from latest, or start from scratch.
   checkpoints = ckpt_lib.Checkpoints(workdir)
