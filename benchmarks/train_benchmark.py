@@ -61,6 +61,10 @@ _OPTIMIZERS = flags.DEFINE_list("compare_optimizers", ["sgd", "adagrad", "lazy_a
 _DENSE = flags.DEFINE_list("dense_batch_sizes", ["8192", "65536"],
                            "Batch sizes of the dense baseline, mf with optax.adam on whole "
                            "tables (empty: none).")
+_DEDUPS = flags.DEFINE_list(
+    "dedups", ["auto"], "How duplicate rows of a batch are found before adagrad / lazy Adam "
+    "(train/sparse.py): auto, mark (mark + cumsum over the table, no sort) or sort "
+    "(jnp.unique); several run every sparse case once each, in the same run.")
 _DEVICES = flags.DEFINE_integer("devices", 1, "CPU devices in the mesh (>1 fakes devices).")
 _BANDWIDTH_MB = flags.DEFINE_integer("bandwidth_mb", 1024, "Array size of the np.copyto test.")
 
@@ -123,7 +127,8 @@ def make_config(model: str, batch_size: int, sparse_kind: str, pipeline: str, ep
   return config
 
 
-def build_sparse_case(config, store, n_train: int, global_mean: float, mesh):
+def build_sparse_case(config, store, n_train: int, global_mean: float, mesh,
+                      dedup: str = "auto"):
   """model, specs, init, shardings and train_step, as the pair family's setup / make_step."""
   import jax
   from netrec_jax import models
@@ -143,7 +148,7 @@ def build_sparse_case(config, store, n_train: int, global_mean: float, mesh):
                                              total_steps)
   train_step = steps.make_train_step(
       model, specs, task=config.task, dense_tx=dense_tx, sparse_kind=config.optimizer.sparse,
-      sparse_lr=sparse_lr, sparse_l2=config.optimizer.embed_l2, sparse_hyper={},
+      sparse_lr=sparse_lr, sparse_l2=config.optimizer.embed_l2, sparse_hyper={"dedup": dedup},
       n_items=store.n_items, num_negatives=config.train.num_negatives)
   return specs, init, shardings, train_step
 
@@ -296,12 +301,12 @@ def open_or_build_store(out: Path, n_users: int, n_items: int, n_ratings: int):
 
 
 def markdown_table(results: list[dict]) -> str:
-  head = ["model", "pipeline", "optimizer", "batch", "ratings/s", "s / 100M epoch", "ms / step",
-          "floor B/rating", "floor ratings/s", "floor s / 100M", "achieved/floor"]
+  head = ["model", "pipeline", "optimizer", "dedup", "batch", "ratings/s", "s / 100M epoch",
+          "ms / step", "floor B/rating", "floor ratings/s", "floor s / 100M", "achieved/floor"]
   lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
   for r in results:
     lines.append("| " + " | ".join([
-        r["model"], r["pipeline"], r["optimizer"], f"{r['batch_size']:,}",
+        r["model"], r["pipeline"], r["optimizer"], r.get("dedup", "-"), f"{r['batch_size']:,}",
         f"{r['ratings_per_s'] / 1e6:.3f}M", f"{r['s_per_100m_epoch']:,.0f}",
         f"{r['ms_per_step']:.1f}", f"{r['floor_bytes_per_rating']:,.0f}",
         f"{r['floor_ratings_per_s'] / 1e6:.1f}M", f"{r['floor_s_per_100m_epoch']:,.1f}",
@@ -368,10 +373,12 @@ def main(argv):
     cases += [("mf", k, _COMPARE_BATCH.value) for k in _OPTIMIZERS.value]
   cases += [("mf", "dense_adam", int(b)) for b in _DENSE.value]
   cases = list(dict.fromkeys(cases))
+  cases = [(m, k, b, d) for m, k, b in cases
+           for d in (_DEDUPS.value if k in ("adagrad", "lazy_adam") else ["-"])]
 
   results = []
   for pipeline in _PIPELINES.value:
-    for model, kind, batch_size in cases:
+    for model, kind, batch_size, dedup in cases:
       if pipeline == "device" and batch_size > n_train:
         print(f"skip {model} {kind} {batch_size}: batch larger than {n_train} ratings")
         continue
@@ -381,7 +388,7 @@ def main(argv):
                                                                     mesh)
       else:
         specs, init, shardings, step = build_sparse_case(config, store, n_train, global_mean,
-                                                         mesh)
+                                                         mesh, "auto" if dedup == "-" else dedup)
         n_elements = 0
       if pipeline == "device":
         timing = time_device(init, shardings, step, columns, n_train, batch_size, mesh,
@@ -393,7 +400,8 @@ def main(argv):
       floor_bytes = floor_bytes_per_rating(specs, kind, dense_elements=n_elements,
                                            batch_size=batch_size)
       floor_rate = bandwidth * 1e9 / floor_bytes
-      r = {"model": model, "pipeline": pipeline, "optimizer": kind, "batch_size": batch_size,
+      r = {"model": model, "pipeline": pipeline, "optimizer": kind, "dedup": dedup,
+           "batch_size": batch_size,
            "ratings_per_s": rate, "s_per_100m_epoch": _REALISTIC / rate,
            "ms_per_step": timing["seconds"] / timing["steps"] * 1e3,
            "floor_bytes_per_rating": floor_bytes, "floor_ratings_per_s": floor_rate,
@@ -404,7 +412,7 @@ def main(argv):
       if not r["loss_finite"]:
         r["final_loss"] = None  # strict JSON has no NaN
       results.append(r)
-      print(f"{model:7s} {pipeline:6s} {kind:10s} batch {batch_size:>7,}: "
+      print(f"{model:7s} {pipeline:6s} {kind:10s} {dedup:5s} batch {batch_size:>7,}: "
             f"{rate / 1e6:.3f}M ratings/s, {r['ms_per_step']:.1f} ms/step, "
             f"{_REALISTIC / rate:,.0f} s per 100M epoch (warm-up {timing['warmup_seconds']:.1f}s,"
             f" last epoch loss {timing['final_loss']:.3f})", flush=True)

@@ -40,14 +40,15 @@ def test_four_fake_devices_are_visible():
 
 
 # ----------------------------------------------------------------------- sparse optimizers
+@pytest.mark.parametrize("dedup", ["mark", "sort"])
 @pytest.mark.parametrize("kind", ["adagrad", "lazy_adam"])
-def test_duplicate_rows_are_merged_like_a_dense_optimizer(kind):
+def test_duplicate_rows_are_merged_like_a_dense_optimizer(kind, dedup):
   table = jnp.arange(20, dtype=jnp.float32).reshape(5, 4) / 10
   idx = jnp.array([1, 3, 1, 5])  # 5 == n_rows: padding, must not touch anything
   grads = jnp.ones((4, 4)) * jnp.array([[1.0], [2.0], [3.0], [9.0]])
   slots = sparse.init_slots(kind, table)
   new, _ = sparse.apply(kind, table, slots, idx, grads, lr=0.1, l2=0.0, step=jnp.array(0),
-                        hyper={})
+                        hyper={"dedup": dedup})
   dense_grad = np.zeros((5, 4), np.float32)
   dense_grad[1] = 4.0  # 1 + 3, merged
   dense_grad[3] = 2.0
@@ -59,6 +60,20 @@ def test_duplicate_rows_are_merged_like_a_dense_optimizer(kind):
   touched = np.array([False, True, False, True, False])
   np.testing.assert_allclose(np.asarray(new)[touched], expected[touched], rtol=1e-5)
   np.testing.assert_array_equal(np.asarray(new)[~touched], np.asarray(table)[~touched])
+
+
+@pytest.mark.parametrize("n_rows, batch", [(10, 64), (1000, 64), (50, 7), (5, 100)])
+def test_marking_and_sorting_find_the_same_distinct_rows(n_rows, batch):
+  """The sort-free dedup (mark + cumsum) against jnp.unique and against numpy."""
+  rng = np.random.default_rng(n_rows)
+  idx = np.where(rng.random(batch) < 0.1, n_rows, rng.integers(0, n_rows, batch))
+  idx = jnp.asarray(idx, jnp.int32)
+  marked, sorted_ = (sparse.distinct_rows(idx, n_rows, m) for m in ("mark", "sort"))
+  np.testing.assert_array_equal(marked[0], sorted_[0])
+  np.testing.assert_array_equal(marked[1], sorted_[1])
+  unique = np.unique(np.asarray(idx))
+  np.testing.assert_array_equal(np.asarray(marked[0])[:len(unique)], unique)
+  np.testing.assert_array_equal(np.asarray(marked[0])[np.asarray(marked[1])], np.asarray(idx))
 
 
 def test_sgd_scatter_adds_each_example_and_ignores_padding():
