@@ -124,7 +124,8 @@ def make_config(model: str, batch_size: int, sparse_kind: str, pipeline: str, ep
   config.train.epochs = epochs
   if sparse_kind != "dense_adam":
     config.optimizer.sparse = sparse_kind
-  return config
+  from netrec_jax.train import family
+  return family.resolve(config)  # the model's defaults for the fields left unset
 
 
 def build_sparse_case(config, store, n_train: int, global_mean: float, mesh,
