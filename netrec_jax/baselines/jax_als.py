@@ -120,6 +120,9 @@ def _exact(y, gram, idx, a, b, reg):
   return jnp.linalg.solve(lhs, rhs[..., None])[..., 0]
 
 
+_exact_jit = jax.jit(lambda y, gram, idx, a, b, reg: _exact(y, gram, idx, a, b, reg))
+
+
 @functools.partial(jax.jit, static_argnames=("cg_steps",), donate_argnums=(0,))
 def _solve_chunk(out: jax.Array, x_old: jax.Array, y: jax.Array, gram: jax.Array, rows, idx, a, b,
                  reg, cg_steps: int) -> jax.Array:
@@ -398,3 +401,37 @@ class JaxIALS:
 
   def score_items(self, users: np.ndarray) -> np.ndarray:
     return self.user_factors[users] @ self.item_factors.T
+
+  @property
+  def fold_in_method(self) -> str:
+    given = (f"movies rated >= {self.min_rating:g}" if self.min_rating else "every movie given")
+    return (f"one exact least-squares solve for the user's factors ({given}, interaction 1), "
+            "the item factors fixed: the user half-sweep of the fit, for a new row")
+
+  def fold_in_batch(self, rows: sp.csr_matrix) -> np.ndarray:
+    """[n, n_items] scores of n new users (a CSR of their stars) from one solve each, the
+    same normal equations a training user's factors solve (bucketed, exact, on the device)."""
+    m = sp.csr_matrix(rows, dtype=np.float32, copy=True)
+    if self.min_rating:
+      m.data[m.data < self.min_rating] = 0.0
+      m.eliminate_zeros()
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    m.sort_indices()
+    a, b, reg = self._values(m, m.shape[1])
+    y = jnp.asarray(self.item_factors, jnp.float32)
+    gram = _gram(y, jnp.float32(self.unobserved_weight))
+    x = np.zeros((m.shape[0], self.factors), np.float32)
+    for bucket in bucket_rows(m, a, b, reg, self.chunk):
+      for rows_c, idx, a_c, b_c, reg_c in zip(*bucket):
+        solved = np.asarray(_exact_jit(y, gram, idx, a_c, b_c, reg_c))
+        real = rows_c < m.shape[0]  # padding rows of the last chunk
+        x[rows_c[real]] = solved[real]
+    return x @ self.item_factors.T
+
+  def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    """[n_items] scores for a new user who rated `items` (dense ids) with `stars`."""
+    items = np.asarray(items, np.int64)
+    row = sp.csr_matrix((np.asarray(stars, np.float32), (np.zeros(len(items), np.int64), items)),
+                        shape=(1, self.item_factors.shape[0]))
+    return self.fold_in_batch(row)[0]
