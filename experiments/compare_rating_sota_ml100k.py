@@ -1,0 +1,23 @@
+"""Rating prediction at the state of the art on MovieLens 100K, fold u1 (protocol ml100k_u1).
+
+  python launch.py --experiment=compare_rating_sota_ml100k --workdir=runs/rating_sota
+
+Our strongest rating models, each with its own experiment's settings (MF, NeuMF, the hybrid,
+GC-MC, I-AutoRec, SVD++), Surprise SVD / SVD++ as the reference implementations, and the
+ridge blend of all of them fitted on the validation rows (5% of u1.base, seeded) and
+evaluated once on test, as the Prize teams blended on the probe set. Published on this fold:
+GLocal-K 0.8889, IGMC 0.905, GC-MC 0.910 (../shared/docs/protocols-and-anchors.md).
+"""
+
+from experiments import mf_ml100k
+
+
+def get_config():
+  config = mf_ml100k.get_config()
+  config.name = "compare_rating_sota_ml100k"
+  config.mode = "compare"
+  config.compare.models = ("mf,ncf_ml100k,hybrid_ml100k,gcmc_ml100k,autorec_ml100k,"
+                           "svdpp_ml100k,surprise_svd,surprise_svdpp")
+  config.compare.blend = True
+  config.eval.ranking = "never"  # a rating comparison; rankings are compare_ranking_ml100k's
+  return config
