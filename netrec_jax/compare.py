@@ -206,7 +206,7 @@ def compare(config: Any, workdir: str | os.PathLike,
       rating_models.append(model)
   if config.compare.blend:
     results.append(_blend(config, store, split, data, rating_models, workdir))
-  significance(results, ks, seed=config.seed)
+  significance(results, ks, seed=config.seed, baseline=config.compare.baseline)
   write_per_user(results, workdir / "per_user")
   write_report(results, workdir, store, split, ks, note, audit)
   _plot_predictions(results, data, workdir / "predicted_vs_true.png")
@@ -344,9 +344,10 @@ def _tested_metrics(ks: tuple[int, ...]) -> tuple[str, ...]:
 
 
 def significance(results: list[dict[str, Any]], ks: tuple[int, ...], seed: int = 0,
-                 n_resamples: int = 1000) -> None:
+                 n_resamples: int = 1000, baseline: str = "") -> None:
   """Per-user paired bootstrap 95% intervals and sign-flip tests against the best model of
-  each metric (Holm-corrected over the table's models), into result["significance"].
+  each metric (Holm-corrected over the table's models), into result["significance"]; with
+  `baseline` (a model of the table) each model is also tested against it (its own Holm family).
 
   Users are resampled, the same draws for every model (paired); RMSE and MAE resample each
   user's summed errors and counts, so they stay rating-weighted.
@@ -369,9 +370,20 @@ def significance(results: list[dict[str, Any]], ks: tuple[int, ...], seed: int =
   tested = {m: t for m, t in per_user.items() if len(t) >= 2}
   if not tested:
     return
-  table = statistics.compare_metrics(tested, users={m: users[m] for m in tested},
-                                     n_resamples=n_resamples, n_permutations=n_resamples,
-                                     seed=seed)
+  names = {r["model"] for r in results}
+  if baseline and baseline not in names:
+    raise ValueError(f"compare.baseline {baseline!r} is not a model of this comparison "
+                     f"({', '.join(sorted(names))})")
+  # Metrics the baseline has a figure for are also tested against it; the others against
+  # the best only (a ranking-only baseline has no RMSE).
+  with_base = {m: t for m, t in tested.items() if baseline and baseline in t}
+  table = {}
+  for group, base in ((with_base, baseline or None),
+                      ({m: t for m, t in tested.items() if m not in with_base}, None)):
+    if group:
+      table.update(statistics.compare_metrics(
+          group, users={m: users[m] for m in group}, n_resamples=n_resamples,
+          n_permutations=n_resamples, seed=seed, baseline=base))
   for r in results:
     r["significance"] = {m: rows[r["model"]] for m, rows in table.items() if r["model"] in rows}
 
@@ -397,6 +409,11 @@ def _significance_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                    "p_vs_best_holm": "" if s["is_best"] else s["p_vs_best_holm"],
                    "verdict": ("best" if s["is_best"] else "tied with best"
                                if s["tied_with_best"] else "worse than best"),
+                   **({"p_vs_baseline_holm": "" if np.isnan(s["p_vs_baseline_holm"]) else
+                       s["p_vs_baseline_holm"],
+                       "vs_baseline": ("better" if s["better_than_baseline"] else "tied"
+                                       if s["tied_with_baseline"] else "worse")}
+                      if "p_vs_baseline_holm" in s else {}),
                    "n_users": s["n_users"]})
   return sorted(rows, key=lambda x: (x["metric"], x["verdict"] != "best", x["model"]))
 

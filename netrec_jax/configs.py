@@ -291,6 +291,9 @@ def base_config() -> ml_collections.ConfigDict:
   # A row "blend": ridge regression on every rating model's predictions and log supports,
   # fitted on the validation rows only, evaluated on test; weights in blend_weights.json.
   config.compare.blend = False
+  # A model of the table (e.g. "surprise_svd") every other is also tested against (paired
+  # sign-flip test, Holm over the table), beside the test against each metric's best.
+  config.compare.baseline = ""
   # train mode: afterwards compare the trained model with compare.models' other entries on the
   # same split, into WORKDIR/comparison.
   config.compare.after_train = False

@@ -123,6 +123,7 @@ def test_the_blend_is_ridge_on_validation_predictions(run, tmp_path):
     config.split.valid_fraction = 0.1
     config.compare.models = "surprise_baseline,jax_als"
     config.compare.blend = True
+    config.compare.baseline = "surprise_baseline"
   results = {r["model"]: r for r in compare.compare(config, tmp_path / "cmp")}
   weights = json.loads((tmp_path / "cmp" / "blend_weights.json").read_text())
   assert set(weights["features"]) >= {"pred:surprise_baseline", "pred:jax_als", "log_n_user"}
@@ -147,5 +148,10 @@ def test_the_blend_is_ridge_on_validation_predictions(run, tmp_path):
   rmse = float(np.sqrt(np.mean((expected - truth) ** 2)))
   assert results["blend"]["rating"]["rmse"] == pytest.approx(rmse, rel=1e-6)
   assert np.allclose(list(weights["features"].values()), coef, atol=1e-6)
+  # Every model is also tested against the chosen baseline (the blend beats it or ties).
+  vs_base = results["blend"]["significance"]["rmse"]
+  assert {"p_vs_baseline_holm", "tied_with_baseline"} <= set(vs_base)
+  assert results["surprise_baseline"]["significance"]["rmse"]["tied_with_baseline"]  # itself
+  assert "vs_baseline" in (tmp_path / "cmp" / "significance.md").read_text()
   assert results["blend"]["rating"]["rmse"] <= min(
       results[n]["rating"]["rmse"] for n in ("surprise_baseline", "jax_als")) + 0.01
