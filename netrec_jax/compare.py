@@ -197,6 +197,7 @@ def compare(config: Any, workdir: str | os.PathLike,
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     result = evaluator.evaluate(model, data, ks=ks, user_batch=config.eval.user_batch,
+                                ranker=config.eval.ranker,
                                 sampled_negatives=config.eval.sampled_negatives,
                                 sampler=config.eval.negative_sampler,
                                 keep_predictions=True, per_user=True)

@@ -269,6 +269,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Full-catalog ranking in final metrics: auto (ranking models always, rating models when
   # the store has at most 1M users) | always | never.
   config.eval.ranking = "auto"
+  # Where the top-K is taken: auto (on the device for dot-product models when users x items >
+  # 1e8: Netflix scale; eval/device_topk.py) | host (numpy) | device.
+  config.eval.ranker = "auto"
 
   # --- Comparison (launch.py --mode=compare; netrec_jax/compare.py).
   config.compare = ml_collections.ConfigDict()

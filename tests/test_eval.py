@@ -1,6 +1,7 @@
 """The common evaluator and the baselines behind it."""
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -275,3 +276,29 @@ def test_compare_over_folds_averages_the_per_fold_tables(shared_data, tmp_path):
   assert summary[0]["rmse_mean"] == pytest.approx(np.mean(rmses))
   assert summary[0]["rmse_std"] == pytest.approx(np.std(rmses, ddof=1))
   assert (tmp_path / "cmp" / "comparison_folds.md").is_file()
+
+
+def test_the_device_ranker_equals_the_host_top_k(store_and_split):
+  """JaxALS's top-K on the device (eval.ranker=device) equals the numpy path's, training items
+  excluded, ties by the lower index (a duplicated item column makes exact ties), and the
+  ranking metrics match."""
+  from netrec_jax.baselines.jax_als import JaxALS
+  from netrec_jax.eval import device_topk, metrics as metrics_lib
+  store, split = store_and_split
+  data = evaluator.prepare(store, split)
+  model = JaxALS(factors=8, reg=0.1, iterations=3).fit(store, data.train_rows)
+  model.item_factors = np.array(model.item_factors)
+  model.item_factors[7] = model.item_factors[3]  # exact ties between items 3 and 7
+  users = np.flatnonzero(np.diff(data.relevant.indptr) > 0)
+  ranker = device_topk.ranker_for(model, 20, 64, "device", len(users), store.n_items)
+  device = ranker(users, data.train_matrix[users])
+  scores = np.asarray(model.score_items(users), np.float64)
+  host = metrics_lib.topk_from_scores(scores, data.train_matrix[users], 20)
+  np.testing.assert_array_equal(device, host)
+  on_host = evaluator.evaluate(model, data, ks=(10, 20), ranker="host")["ranking"]
+  on_device = evaluator.evaluate(model, data, ks=(10, 20), ranker="device")["ranking"]
+  assert on_device["ranker"].startswith("device") and on_host["ranker"] == "host"
+  for key in ("recall@10", "ndcg@20", "mrr", "coverage@10"):
+    assert on_device[key] == pytest.approx(on_host[key], abs=1e-12), key
+  with pytest.raises(ValueError, match="does not score by a dot product"):
+    device_topk.ranker_for(types.SimpleNamespace(name="gcmc"), 20, 64, "device", 10, 10)

@@ -71,6 +71,10 @@ class ImplicitRecommender:
   def score_items(self, users: np.ndarray) -> np.ndarray:
     return self.user_factors[users] @ self.item_factors.T
 
+  def ranking_vectors(self) -> tuple[np.ndarray, np.ndarray, None]:
+    """Scores are user . item factors: the evaluator may rank them on the device."""
+    return self.user_factors, self.item_factors, None
+
   @property
   def fold_in_method(self) -> str:
     return ("implicit's own least-squares user solve (recalculate_user), item factors fixed"

@@ -302,6 +302,10 @@ class JaxALS:
   def score_items(self, users: np.ndarray) -> np.ndarray:
     return self.user_factors[users] @ self.item_factors.T
 
+  def ranking_vectors(self) -> tuple[np.ndarray, np.ndarray, None]:
+    """Scores are user . item factors: the evaluator may rank them on the device."""
+    return self.user_factors, self.item_factors, None
+
 
 CONFIDENCE = ("hu", "linear")
 
@@ -401,6 +405,10 @@ class JaxIALS:
 
   def score_items(self, users: np.ndarray) -> np.ndarray:
     return self.user_factors[users] @ self.item_factors.T
+
+  def ranking_vectors(self) -> tuple[np.ndarray, np.ndarray, None]:
+    """Scores are user . item factors: the evaluator may rank them on the device."""
+    return self.user_factors, self.item_factors, None
 
   @property
   def fold_in_method(self) -> str:

@@ -47,6 +47,7 @@ from netrec_jax.data import negatives as negatives_lib
 from netrec_jax.data.negatives import SAMPLERS, NegativesError, sample_negatives  # noqa: F401
 from netrec_jax.data.splits import STRONG_PROTOCOL, Split
 from netrec_jax.data.store import RatingStore
+from netrec_jax.eval import device_topk
 from netrec_jax.eval import metrics as metrics_lib
 from netrec_jax.progress import Progress
 
@@ -157,7 +158,8 @@ def ranking_protocol(split: Split) -> str:
 def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10, 20),
              ranking: bool = True, user_batch: int = 256, sampled_negatives: int = 0,
              sampler: str = "uniform", keep_predictions: bool = False,
-             rating: bool = True, per_user: bool = False) -> dict[str, Any]:
+             rating: bool = True, per_user: bool = False, ranker: str = "auto"
+             ) -> dict[str, Any]:
   """Rating and ranking metrics of `model` on data's split, labelled with the protocol.
 
   sampled_negatives > 0 adds the sampled protocol (NCF's loo_99neg with 99): each relevant
@@ -167,6 +169,7 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
   keep_predictions adds the clipped test predictions under "_predictions" (for plots);
   per_user adds each test user's values under "_per_user" (rating: sse, sae, n; ranking: every
   ranking metric), what the comparison's intervals and paired tests resample.
+  ranker (eval.ranker): auto | host | device, where the top-K is taken (eval/device_topk.py).
   """
   store = data.store
   result: dict[str, Any] = {"model": model.name, "protocol": data.split.protocol,
@@ -205,17 +208,25 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
                                                  item_popularity=data.item_popularity,
                                                  per_user=per_user)
     test_users = np.flatnonzero(np.diff(data.relevant.indptr) > 0)
+    device = device_topk.ranker_for(model, k_max, user_batch, ranker, len(test_users),
+                                    store.n_items)
+    progress = Progress(f"{model.name} ranking", len(test_users), "users")
     for lo in range(0, len(test_users), user_batch):
       batch = test_users[lo:lo + user_batch]
-      scores = np.asarray(model.score_items(batch), np.float64)
-      topk = metrics_lib.topk_from_scores(scores, data.train_matrix[batch], k_max)
+      if device is not None:
+        topk = device(batch, data.train_matrix[batch])
+      else:
+        scores = np.asarray(model.score_items(batch), np.float64)
+        topk = metrics_lib.topk_from_scores(scores, data.train_matrix[batch], k_max)
       accumulator.update(topk, data.relevant[batch], users=batch)
+      progress(lo + len(batch))
     result["ranking"] = accumulator.result()
     if per_user:
       result.setdefault("_per_user", {})["ranking"] = accumulator.per_user_values()
     result["ranking"]["relevance"] = ("every test rating" if data.relevance_threshold is None
                                       else f"test rating >= {data.relevance_threshold:g}")
     result["ranking"]["protocol"] = ranking_protocol(data.split)
+    result["ranking"]["ranker"] = "device (lax.top_k)" if device is not None else "host"
     result["ranking_seconds"] = time.time() - t0
   if sampled_negatives > 0:
     result["sampled"] = sampled_ranking(model, data, sampled_negatives, ks, user_batch,
@@ -421,6 +432,7 @@ def validation_metrics(model: Recommender, data: EvalData | None, metric: str,
     return {k: out[k] for k in (*RATING_METRICS, "n")}
   k = int(metric.partition("@")[2])
   result = evaluate(model, data, ks=(k,), ranking=True, user_batch=eval_cfg.user_batch,
+                    ranker=eval_cfg.ranker,
                     rating=False)
   return {key: v for key, v in _flat(result).items() if key.endswith(f"@{k}") or key == "mrr"}
 
@@ -466,9 +478,11 @@ def evaluate_run(model: Recommender, eval_cfg: Any | None = None,
     sampled = eval_cfg.sampled_negatives if part == "test" else 0
     try:
       out = evaluate(model, data, ks=ks, ranking=ranking, user_batch=eval_cfg.user_batch,
-                     sampled_negatives=sampled, sampler=eval_cfg.negative_sampler)
+                     ranker=eval_cfg.ranker, sampled_negatives=sampled,
+                     sampler=eval_cfg.negative_sampler)
     except NegativesError as e:  # a toy catalog too small for the sampled protocol
-      out = evaluate(model, data, ks=ks, ranking=ranking, user_batch=eval_cfg.user_batch)
+      out = evaluate(model, data, ks=ks, ranking=ranking, user_batch=eval_cfg.user_batch,
+                     ranker=eval_cfg.ranker)
       out["sampled"] = {"skipped": str(e)}
     result[part] = _flat(out)
   return result

@@ -108,6 +108,12 @@ class GraphRecommender:
     """Final item embeddings (GC-MC: after the dense layer; LightGCN: the layer mean)."""
     return self._items
 
+  def ranking_vectors(self):
+    """LightGCN ranks by the dot product of its layer-mean embeddings (device top-K)."""
+    if self.is_gcmc:
+      return None  # GC-MC's decoder does not factorise: the host path ranks it
+    return self._users, self._items, None
+
   def user_vectors(self) -> np.ndarray:
     return self._users
 

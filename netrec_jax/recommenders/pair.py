@@ -110,6 +110,15 @@ class PairRecommender:
       out[lo:lo + len(part)] = np.asarray(jax.device_get(scores))[:len(part)]
     return out
 
+  def ranking_vectors(self):
+    """MF ranks a user's items by <p_u, q_i> + b_i (mu and b_u are the same for every item):
+    the evaluator may take its top-K on the device. Only plain float32 MF (towers do not
+    factorise; bfloat16 products would rank differently from score_items)."""
+    if self.exp.config.model.name != "mf" or self.exp.config.model.compute_dtype != "float32":
+      return None  # the host path ranks it
+    bias = self.biases()["item"] if "item_bias" in self.exp.specs else None
+    return self.user_vectors(), self.item_vectors(), bias
+
   # ------------------------------------------------------------------ embeddings and biases
   def _table(self, name: str) -> np.ndarray:
     """One embedding table on the host, without the rows that pad it to the mesh."""
