@@ -6,8 +6,10 @@ where it does not factorise. The evaluator then scores a batch of users, sets th
 items to -inf and takes `lax.top_k`, all in one compiled program, instead of moving [B,
 n_items] scores to the host and partitioning them with numpy. lax.top_k breaks ties towards
 the lower index, as metrics.topk_from_scores does, and rows with fewer than K eligible items
-are padded with -1 the same way. Scores are float32 (HIGHEST precision products), so the order
-can differ from the host path's only between two items whose float32 scores are equal.
+are padded with -1 the same way. Scores are XLA's float32 products (HIGHEST precision), which
+round differently from numpy's BLAS: two items within a few ulps of each other can swap (in
+benchmarks/ranking_benchmark.py's check 1 user of 512 had two neighbours at rank 88 swapped,
+scores 0.20822491 and 0.20822495). That is why `auto` keeps the host path below Netflix scale.
 
 Shapes are padded (users to the batch, training entries to a power of two) so a handful of
 programs compile per run. On 2 CPU cores the device path ranked 40x more users per second than
