@@ -36,6 +36,7 @@ TINY_MODEL_FIELDS = {
     "mult_vae": {"vae.hidden": (16,), "vae.latent": 8, "train.batch_size": 64,
                  "train.eval_every": 1},
     "svdpp": {"svdpp.embed_dim": 8, "train.batch_size": 512},
+    "timesvdpp": {"svdpp.embed_dim": 8, "train.batch_size": 512, "timesvdpp.n_bins": 6},
 }
 
 
