@@ -13,8 +13,8 @@ range, by item_drift[i] stars from the middle to either end, and user u's bias b
 stars per year after the midpoint of u's activity window (before it: as much lower).
 
 The ground truth (factors, biases, popularity, drifts) is deterministic in the seed and
-available from `generate_truth`, so tests can check that a model recovers it. Chunks are generated user block
-by user block, so 100M ratings never sit in memory at once.
+available from `generate_truth`, so tests can check that a model recovers it. Chunks are
+generated user block by user block, so 100M ratings never sit in memory at once.
 """
 
 from __future__ import annotations

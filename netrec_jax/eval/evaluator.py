@@ -183,7 +183,7 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
                             user_batch=user_batch, sampled_negatives=sampled_negatives,
                             rating=rating, per_user=per_user)
   t0 = time.time()
-  users, items = np.take(store.user, data.test_rows), np.take(store.item, data.test_rows)
+  users = np.take(store.user, data.test_rows)
   pred = predict_rows(model, store, data.test_rows) if rating else None
   truth = store.stars(data.test_rows).astype(np.float64)
   if not rating:
