@@ -128,8 +128,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.timesvdpp.user_alpha = True  # alpha_u dev_u(t): the user bias drift
   config.timesvdpp.user_day = True  # b_{u,t}: one bias per (user, day) seen in training
   config.timesvdpp.factor_drift = True  # alpha^p_u dev_u(t) added to p_u (one alpha per factor)
-  config.timesvdpp.bin_l2 = 1.0  # lambda of b_{i,bin} (per rating, as optimizer.l2)
-  config.timesvdpp.alpha_l2 = 100.0  # lambda of alpha_u (dev is in days^beta, up to ~20: strong)
+  config.timesvdpp.bin_l2 = 5.0  # lambda of b_{i,bin} (per rating; a bin holds few ratings)
+  config.timesvdpp.alpha_l2 = 200.0  # lambda of alpha_u (dev is in days^beta, up to ~20: strong)
   config.timesvdpp.day_l2 = 0.005  # lambda of b_{u,t}
   config.timesvdpp.drift_l2 = 100.0  # lambda of alpha^p_u (as alpha_u)
 

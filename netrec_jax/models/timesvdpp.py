@@ -43,8 +43,8 @@ class TimeSpec:
   user_alpha: bool = True
   user_day: bool = True
   factor_drift: bool = True
-  bin_l2: float = 1.0
-  alpha_l2: float = 100.0
+  bin_l2: float = 5.0
+  alpha_l2: float = 200.0
   day_l2: float = 0.005
   drift_l2: float = 100.0
 

@@ -194,13 +194,21 @@ class SVDppFamily(Family):
 
     return SizedBatches(make, len(spans))
 
+  RECOMMENDER = SVDppRecommender
+
+  def recommender_fields(self, setup: SVDppSetup) -> dict[str, Any]:
+    """What RECOMMENDER takes besides SVD++'s arguments (timesvdpp: the time terms)."""
+    del setup
+    return {}
+
   def recommender(self, setup: SVDppSetup, tree, which: str, meta: dict[str, Any]):
-    return SVDppRecommender(
+    return self.RECOMMENDER(
         config=setup.config, store=setup.store, split=setup.split, csr=setup.csr,
         tables=jax.device_get(tree["tables"]), global_mean=setup.global_mean,
         l2=setup.config.optimizer.l2, fold_in_lr=setup.config.optimizer.lr,
         fold_in_steps=setup.config.train.epochs, batch_ratings=setup.batch_ratings,
-        batch_users=setup.batch_users, which=which, meta={**setup.extra_meta, **meta})
+        batch_users=setup.batch_users, which=which, meta={**setup.extra_meta, **meta},
+        **self.recommender_fields(setup))
 
 
 FAMILY = SVDppFamily()

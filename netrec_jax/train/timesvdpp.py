@@ -106,14 +106,9 @@ class TimeSVDppFamily(SVDppFamily):
     batch["mean_day"] = setup.days.mean_day[batch["user"]]
     return batch
 
-  def recommender(self, setup: TimeSVDppSetup, tree, which: str, meta: dict[str, Any]):
-    return TimeSVDppRecommender(
-        config=setup.config, store=setup.store, split=setup.split, csr=setup.csr,
-        tables=jax.device_get(tree["tables"]), global_mean=setup.global_mean,
-        l2=setup.config.optimizer.l2, fold_in_lr=setup.config.optimizer.lr,
-        fold_in_steps=setup.config.train.epochs, batch_ratings=setup.batch_ratings,
-        batch_users=setup.batch_users, which=which, meta={**setup.extra_meta, **meta},
-        spec=setup.spec, days=setup.days)
+  RECOMMENDER = TimeSVDppRecommender
 
+  def recommender_fields(self, setup: TimeSVDppSetup) -> dict[str, Any]:
+    return {"spec": setup.spec, "days": setup.days}
 
 FAMILY = TimeSVDppFamily()
