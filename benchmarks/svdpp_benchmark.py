@@ -1,8 +1,11 @@
-"""SVD++: ours against Surprise's SVDpp on ml100k_u1, and one epoch at Netflix-like scale.
+"""SVD++: ours against Surprise's SVDpp on ml100k_u1, one epoch at Netflix-like scale, and
+timeSVD++ against SVD++ on synthetic stores with and without a planted time drift.
 
-  python benchmarks/svdpp_benchmark.py                           # both parts
+  python benchmarks/svdpp_benchmark.py                           # ml100k and scale
   python benchmarks/svdpp_benchmark.py --parts=ml100k
   python benchmarks/svdpp_benchmark.py --parts=scale --scale_ratings=100000000
+  python benchmarks/svdpp_benchmark.py --parts=scale --scale_cases=timesvdpp
+  python benchmarks/svdpp_benchmark.py --parts=drift --drift_ratings=1000000
 
 ml100k: the svdpp_ml100k experiment's rows (u1.base less a seeded 5% validation slice; test
 u1.test). Surprise SVDpp with its defaults (20 factors, 20 epochs, lr 0.007, reg 0.02, init
@@ -18,7 +21,15 @@ movies and users in Netflix's proportion (480,189 per 100.48M ratings), split ra
 for svdpp (its defaults) and mf (its defaults: adagrad, dim 64, batch 8,192; and mf with
 svdpp's sgd, 20 factors, batch 4,096) one training epoch by the loop's own host epoch
 (loop.host_epoch: prefetch, NaN window), after one compiled step. Each case runs in its own
-process, so its peak RSS is its own.
+process, so its peak RSS is its own (timesvdpp: the same, with its time tables).
+
+drift: synthetic stores of --drift_ratings ratings (Netflix-like activity, 2,000 movies),
+one without drift and one with --drift item and user bias drift (data.synthetic.drift_*_std),
+split time_2005 (latest 5% of train for validation); svdpp and timesvdpp with their defaults
+through the loop (early stopping on validation), test RMSE (all and warm rows), and for
+timesvdpp how well it recovered the planted drift (recommenders/timesvdpp.drift_recovery:
+correlation of the learned item-bin slopes with the planted item drift, alpha_u's sign
+against the planted user drift, over items and users with >= 50 training ratings).
 """
 
 from __future__ import annotations
@@ -34,15 +45,18 @@ from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-_PARTS = flags.DEFINE_list("parts", ["ml100k", "scale"], "ml100k, scale.")
+_PARTS = flags.DEFINE_list("parts", ["ml100k", "scale"], "ml100k, scale, drift.")
 _OUT = flags.DEFINE_string("out", "bench_out/svdpp", "Folder for stores, runs and results.")
 _SCALE = flags.DEFINE_integer("scale_ratings", 10_000_000, "Ratings in the scale store.")
 _CASES = flags.DEFINE_list("scale_cases", ["svdpp", "mf", "mf_sgd20"], "Scale cases.")
 _CASE = flags.DEFINE_string("case", "", "Internal: run one scale case, print its JSON.")
+_DRIFT_RATINGS = flags.DEFINE_integer("drift_ratings", 1_000_000, "Ratings per drift store.")
+_DRIFT = flags.DEFINE_float("drift", 0.3, "drift_item_std and drift_user_std of the drifted store.")
 
 NETFLIX_USERS_PER_RATING = 480_189 / 100_480_507
 SCALE_CASES = {
     "svdpp": ("svdpp", {}),
+    "timesvdpp": ("timesvdpp", {}),
     "mf": ("mf", {}),
     "mf_sgd20": ("mf", {"optimizer.sparse": "sgd", "optimizer.sparse_lr": 0.007,
                         "optimizer.embed_l2": 0.02, "model.embed_dim": 20,
@@ -179,6 +193,46 @@ def scale(out: Path, n_ratings: int, cases: list[str]) -> list[dict]:
   return results
 
 
+# ---------------------------------------------------------------------------------- drift
+def drift(out: Path, n_ratings: int, amount: float) -> list[dict]:
+  """svdpp and timesvdpp on a store without and one with planted drift (time_2005)."""
+  from netrec_jax import configs
+  from netrec_jax.data import synthetic
+  from netrec_jax.recommenders.timesvdpp import drift_recovery
+  from netrec_jax.train import loop
+
+  results = []
+  for planted in (0.0, amount):
+    for model in ("svdpp", "timesvdpp"):
+      config = configs.base_config()
+      config.data.store_root = str(out / "stores")
+      config.data.synthetic.update(n_users=max(1000, n_ratings // 50), n_items=2_000,
+                                   n_ratings=n_ratings, seed=0, drift_item_std=planted,
+                                   drift_user_std=planted)
+      config.split.kind, config.split.valid_fraction = "time", 0.05
+      config.model.name, config.eda, config.eval.ranking = model, False, "never"
+      workdir = out / f"drift{planted:g}_{model}"
+      if workdir.exists():
+        import shutil
+        shutil.rmtree(workdir)
+      t0 = time.time()
+      final = loop.train_and_evaluate(config, workdir)
+      r = {"drift": planted, "model": model, "test_rmse": final["test"]["rmse"],
+           "test_rmse_warm": final["test"].get("rmse_warm"),
+           "valid_rmse": final["valid"]["rmse"], "best_epoch": final["best_epoch"],
+           "seconds": time.time() - t0, "ratings_per_s": final.get("ratings_per_s")}
+      if model == "timesvdpp" and planted:
+        truth = synthetic.generate_truth(synthetic.SyntheticConfig(
+            **config.data.synthetic.to_dict()))
+        r["recovery"] = drift_recovery(loop.load_recommender(workdir), truth)
+      results.append(r)
+      print(f"drift {planted:g} {model}: test RMSE {r['test_rmse']:.4f} (warm "
+            f"{r['test_rmse_warm']:.4f}), valid {r['valid_rmse']:.4f}, best epoch "
+            f"{r['best_epoch']}, {r['seconds']:.0f} s" + (f", recovery {r['recovery']}"
+                                                        if "recovery" in r else ""), flush=True)
+  return results
+
+
 def main(argv):
   del argv
   from netrec_jax.progress import quiet_library_logs
@@ -202,7 +256,9 @@ def main(argv):
           f"{o['loop_wall_seconds']:.2f} s ({r['speedup_loop_wall']:.1f}x)", flush=True)
   if "scale" in _PARTS.value:
     results["scale"] = scale(out, _SCALE.value, _CASES.value)
-  path = out / "svdpp_benchmark.json"
+  if "drift" in _PARTS.value:
+    results["drift"] = drift(out, _DRIFT_RATINGS.value, _DRIFT.value)
+  path = out / f"svdpp_benchmark_{'_'.join(_PARTS.value)}.json"
   path.write_text(json.dumps(results, indent=2) + "\n")
   print(f"wrote {path}")
 

@@ -39,8 +39,12 @@ def base_config() -> ml_collections.ConfigDict:
   # re-releases, festivals, wrong years). Off: they are kept and counted in the data summary.
   config.data.drop_before_release = False
   # Synthetic generator (data.source == "synthetic"); see netrec_jax/data/synthetic.py.
+  # drift_item_std / drift_user_std > 0 plant a time drift of the item / user biases (stars
+  # from the date range's middle to its ends / stars per year); 0 (default): none, and the
+  # store is the one built before the option existed (same cache key and fingerprint).
   config.data.synthetic = ml_collections.ConfigDict(dict(
-      n_users=6_000, n_items=1_500, n_ratings=500_000, rank=8, seed=0))
+      n_users=6_000, n_items=1_500, n_ratings=500_000, rank=8, seed=0, drift_item_std=0.0,
+      drift_user_std=0.0))
 
   # --- Split: how ratings divide into train / validation / test.
   config.split = ml_collections.ConfigDict()
@@ -70,7 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
   # --- Model (netrec_jax/models). model.name picks the family (netrec_jax/train/family.py):
   # mf | gmf | mlp | neumf | hybrid (pair), autorec | deep_ae (autoencoder), gcmc | lightgcn
   # (graph), bert4rec (sequence), youtube_dnn (youtube), content (content), ease | item_knn |
-  # rp3beta (closed_form), svdpp (svdpp). Each family reads
+  # rp3beta (closed_form), svdpp (svdpp), timesvdpp (timesvdpp). Each family reads
   # only its own section below; a changed field that the chosen family does not read is an
   # error naming it.
   config.task = "explicit"  # pair models: explicit (MSE on ratings) | implicit (BCE, negatives)
@@ -116,6 +120,20 @@ def base_config() -> ml_collections.ConfigDict:
   config.svdpp.embed_dim = 20  # factors of p, q and y (Surprise's n_factors default: 20)
   config.svdpp.init_std = 0.1  # normal init of p, q and y; biases start at 0 (as Surprise)
   config.svdpp.optimizer = "sgd"  # update of the touched rows: sgd | adagrad | lazy_adam
+
+  # --- timeSVD++: timesvdpp (netrec_jax/train/timesvdpp.py, Koren 2009), svdpp.* plus these
+  # time terms at each rating's date (each can be switched off), each with its own lambda.
+  config.timesvdpp = ml_collections.ConfigDict()
+  config.timesvdpp.n_bins = 30  # item-bias time bins over the training days (Koren: 30)
+  config.timesvdpp.beta = 0.4  # dev_u(t) = sign(t - t_u) |t - t_u|^beta, t in days (Koren: 0.4)
+  config.timesvdpp.item_bins = True  # b_{i,Bin(t)}
+  config.timesvdpp.user_alpha = True  # alpha_u dev_u(t): the user bias drift
+  config.timesvdpp.user_day = True  # b_{u,t}: one bias per (user, day) seen in training
+  config.timesvdpp.factor_drift = True  # alpha^p_u dev_u(t) added to p_u (one alpha per factor)
+  config.timesvdpp.bin_l2 = 5.0  # lambda of b_{i,bin} (per rating; a bin holds few ratings)
+  config.timesvdpp.alpha_l2 = 200.0  # lambda of alpha_u (dev is in days^beta, up to ~20: strong)
+  config.timesvdpp.day_l2 = 0.005  # lambda of b_{u,t}
+  config.timesvdpp.drift_l2 = 100.0  # lambda of alpha^p_u (as alpha_u)
 
   # --- Graph models: gcmc | lightgcn (netrec_jax/train/graph.py).
   config.graph = ml_collections.ConfigDict()

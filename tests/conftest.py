@@ -36,6 +36,7 @@ TINY_MODEL_FIELDS = {
     "mult_vae": {"vae.hidden": (16,), "vae.latent": 8, "train.batch_size": 64,
                  "train.eval_every": 1},
     "svdpp": {"svdpp.embed_dim": 8, "train.batch_size": 512},
+    "timesvdpp": {"svdpp.embed_dim": 8, "train.batch_size": 512, "timesvdpp.n_bins": 6},
 }
 
 
@@ -64,3 +65,24 @@ def tiny_run_config(store_root, model: str = "mf", *, n_users: int = 300, n_item
 def store_root(tmp_path_factory) -> Path:
   """Synthetic stores shared by a module's tests (each size builds once)."""
   return tmp_path_factory.mktemp("stores")
+
+
+def hessian_index(loss, rows):
+  """(the exact Hessian of loss(rows) in the flattened rows, index(name, positions) -> the
+  flat coordinates of those rows of table `name`): for curvature-bound tests."""
+  import jax
+  import jax.flatten_util
+  import numpy as np
+  flat, unflatten = jax.flatten_util.ravel_pytree(rows)
+  hessian = np.asarray(jax.jit(jax.hessian(lambda x: loss(unflatten(x))))(flat), np.float64)
+  offsets, lo = {}, 0
+  for name in sorted(rows):  # ravel_pytree's order
+    offsets[name] = lo
+    lo += rows[name].size
+
+  def index(name, positions):
+    dim = rows[name].shape[1]
+    return np.concatenate([offsets[name] + p * dim + np.arange(dim) for p in positions])
+
+  return hessian, index
+

@@ -4,13 +4,13 @@ choice of movies carries the taste, and fold-in (the family contract covers resu
 layouts and the restored best)."""
 
 import jax
-import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import hessian_index
 from netrec_jax import configs
 from netrec_jax.data import datasets
 from netrec_jax.data.row_batches import UserCSR, flat_user_batch, user_spans
@@ -105,17 +105,10 @@ def test_curvature_bounds_bound_the_exact_hessian():
   _, tables, _, batch = _tiny()
   rows = _rows(tables, batch)
   bounds = svdpp.curvature_bounds(rows, batch, L2, N_ITEMS)
-  flat, unflatten = jax.flatten_util.ravel_pytree(rows)
-  hessian = np.asarray(jax.jit(jax.hessian(
-      lambda x: svdpp.batch_loss(unflatten(x), batch, MU, L2)[0]))(flat), np.float64)
-  offsets, lo = {}, 0
-  for name in sorted(rows):  # ravel_pytree's order
-    offsets[name] = lo
-    lo += rows[name].size
+  hessian, coordinates = hessian_index(lambda r: svdpp.batch_loss(r, batch, MU, L2)[0], rows)
 
   def block(name, positions):
-    dim = rows[name].shape[1]
-    index = np.concatenate([offsets[name] + p * dim + np.arange(dim) for p in positions])
+    index = coordinates(name, positions)
     return np.linalg.eigvalsh(hessian[np.ix_(index, index)]).max()
 
   for name in svdpp.USER_TABLES + ("item_bias", "item_vec"):

@@ -53,7 +53,9 @@ def store_key(data_cfg: Any) -> dict[str, Any]:
   if data["source"] in ("netflix", "synthetic_netflix_files"):
     key["drop_before_release"] = data.get("drop_before_release", False)
   if data["source"] in ("synthetic", "synthetic_netflix_files"):
-    key["synthetic"] = data["synthetic"]
+    # Drift fields left at 0 are dropped: the key of a driftless store is what it was before.
+    key["synthetic"] = {k: v for k, v in _to_dict(data["synthetic"]).items()
+                        if k not in synthetic.DRIFT_FIELDS or v}
     key["generator_version"] = synthetic.GENERATOR_VERSION
   else:
     key["path"] = str(source_path(data_cfg).resolve())

@@ -149,10 +149,14 @@ def user_spans(lengths: np.ndarray, max_ratings: int, max_users: int) -> list[tu
   return out
 
 
-def flat_user_batch(csr: UserCSR, users: np.ndarray, n_ratings: int, n_slots: int
-                    ) -> dict[str, np.ndarray]:
+def flat_user_batch(csr: UserCSR, users: np.ndarray, n_ratings: int, n_slots: int,
+                    columns: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
   """Every training rating of `users`, flat and padded: item, rating, weight (0 = padding),
-  segment (the user's slot) [n_ratings]; user [n_slots] (padding slots: user 0, no ratings)."""
+  segment (the user's slot) [n_ratings]; user [n_slots] (padding slots: user 0, no ratings).
+
+  columns: more per-rating arrays aligned with csr.items (timeSVD++'s days), gathered and
+  padded (with 0) the same way, under their own names.
+  """
   users = np.asarray(users, np.int64)
   lengths = csr.lengths(users)
   total = int(lengths.sum())
@@ -169,4 +173,5 @@ def flat_user_batch(csr: UserCSR, users: np.ndarray, n_ratings: int, n_slots: in
           "rating": np.pad(csr.stars[source], (0, pad)),
           "weight": np.pad(np.ones(total, np.float32), (0, pad)),
           "segment": np.pad(segment, (0, pad)),
-          "user": slot_users}
+          "user": slot_users,
+          **{name: np.pad(column[source], (0, pad)) for name, column in (columns or {}).items()}}

@@ -7,9 +7,14 @@ higher, as on Netflix. Each user rates inside an activity window; windows start 
 than earlier, so the rating volume grows over the years like the real data, and no rating
 predates its movie's release year.
 
-The ground truth (factors, biases, popularity) is deterministic in the seed and available from
-`generate_truth`, so tests can check that a model recovers it. Chunks are generated user block
-by user block, so 100M ratings never sit in memory at once.
+Optionally (off by default: the data are then byte for byte what they were) the biases drift
+in time, for timeSVD++ (Koren 2009) to recover: item i's bias moves linearly over the date
+range, by item_drift[i] stars from the middle to either end, and user u's bias by user_drift[u]
+stars per year after the midpoint of u's activity window (before it: as much lower).
+
+The ground truth (factors, biases, popularity, drifts) is deterministic in the seed and
+available from `generate_truth`, so tests can check that a model recovers it. Chunks are
+generated user block by user block, so 100M ratings never sit in memory at once.
 """
 
 from __future__ import annotations
@@ -51,11 +56,21 @@ class SyntheticConfig:
   start_date: str = "1999-11-11"
   end_date: str = "2005-12-31"
   chunk_ratings: int = 1 << 21  # ratings per generated chunk (memory bound)
+  # Time drift of the biases (0: none, and not one random draw more than without it).
+  drift_item_std: float = 0.0  # std of item_drift: stars from the date range's middle to its ends
+  drift_user_std: float = 0.0  # std of user_drift: stars per year from the window's midpoint
+
+  @property
+  def has_drift(self) -> bool:
+    return self.drift_item_std > 0 or self.drift_user_std > 0
 
   def __post_init__(self):
     for name in ("n_users", "n_items", "n_ratings", "rank", "chunk_ratings"):
       if getattr(self, name) <= 0:
         raise ValueError(f"SyntheticConfig.{name} must be positive, got {getattr(self, name)}")
+    for name in ("drift_item_std", "drift_user_std"):
+      if not getattr(self, name) >= 0:
+        raise ValueError(f"SyntheticConfig.{name} must be >= 0, got {getattr(self, name)}")
     if self.n_ratings > self.n_users * self.n_items // 2:
       raise ValueError("n_ratings must be at most half of n_users * n_items for a sparse matrix")
 
@@ -76,11 +91,30 @@ class SyntheticTruth:
   window_start: np.ndarray  # days since epoch
   window_end: np.ndarray
   item_year: np.ndarray  # release year; 0 = unknown (written as NULL)
+  # Time drift (zeros without it): see item_drift_at / user_drift_at.
+  item_drift: np.ndarray = None  # [n_items] stars from the date range's middle to its ends
+  user_drift: np.ndarray = None  # [n_users] stars per year from the window's midpoint
+  date_range: tuple[int, int] = (0, 1)  # (first, last) day of the generated dates
 
-  def expected_rating(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Noise-free rating before rounding and clipping."""
+  def item_drift_at(self, items: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Item bias drift at these days: item_drift times (day - middle) / half the range."""
+    first, last = self.date_range
+    half = max((last - first) / 2.0, 1.0)
+    return self.item_drift[items] * ((np.asarray(days, np.float64) - first) / half - 1.0)
+
+  def user_drift_at(self, users: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """User bias drift at these days: user_drift per year from the window's midpoint."""
+    middle = (self.window_start[users] + self.window_end[users]) / 2.0
+    return self.user_drift[users] * (np.asarray(days, np.float64) - middle) / 365.25
+
+  def expected_rating(self, users: np.ndarray, items: np.ndarray,
+                      days: np.ndarray | None = None) -> np.ndarray:
+    """Noise-free rating before rounding and clipping (at `days`, when the biases drift)."""
     dot = np.einsum("nk,nk->n", self.user_factors[users], self.item_factors[items])
-    return self.global_mean + self.user_bias[users] + self.item_bias[items] + dot
+    mean = self.global_mean + self.user_bias[users] + self.item_bias[items] + dot
+    if days is not None and (np.any(self.item_drift) or np.any(self.user_drift)):
+      mean = mean + self.item_drift_at(items, days) + self.user_drift_at(users, days)
+    return mean
 
 
 def generate_truth(cfg: SyntheticConfig) -> SyntheticTruth:
@@ -125,8 +159,14 @@ def generate_truth(cfg: SyntheticConfig) -> SyntheticTruth:
   item_year = (first_year + 1 - rng.exponential(9.0, n_items)).astype(np.int64)
   item_year = np.clip(item_year, 1915, first_year + 1)
   item_year[rng.random(n_items) < 0.0005] = 0  # a few unknown years, as in movie_titles.txt
+  # The drifts come from their own stream: without them nothing above changes.
+  drift_rng = np.random.default_rng([cfg.seed, 2])
+  item_drift = drift_rng.normal(0, cfg.drift_item_std, n_items) if cfg.drift_item_std else None
+  user_drift = drift_rng.normal(0, cfg.drift_user_std, n_users) if cfg.drift_user_std else None
   return SyntheticTruth(user_ids, item_ids, user_factors, item_factors, user_bias, item_bias,
-                        cfg.global_mean, popularity, counts, window_start, window_end, item_year)
+                        cfg.global_mean, popularity, counts, window_start, window_end, item_year,
+                        np.zeros(n_items) if item_drift is None else item_drift,
+                        np.zeros(n_users) if user_drift is None else user_drift, (start, end))
 
 
 def _sample_items(rng: np.random.Generator, counts: np.ndarray, popularity: np.ndarray,
@@ -176,10 +216,12 @@ def generate_chunks(cfg: SyntheticConfig, truth: SyntheticTruth | None = None
     users = local + lo
     mean = truth.expected_rating(users, items)
     noisy = mean + rng.normal(0, cfg.noise_std, len(users))
-    ratings = np.clip(np.rint(noisy), 1, 5).astype(np.int32)
     w_start, w_end = truth.window_start[users], truth.window_end[users]
     dates = w_start + (rng.random(len(users)) * (w_end - w_start + 1)).astype(np.int64)
     dates = np.maximum(dates, year_start[items])
+    if cfg.has_drift:  # the same draws as without drift, and the drift at each rating's date
+      noisy = noisy + truth.item_drift_at(items, dates) + truth.user_drift_at(users, dates)
+    ratings = np.clip(np.rint(noisy), 1, 5).astype(np.int32)
     yield {"user_id": truth.user_ids[users], "item_id": truth.item_ids[items],
            "rating": ratings, "date": dates.astype(np.int32)}
     lo = hi
@@ -199,7 +241,7 @@ def build_synthetic_store(cfg: SyntheticConfig, dest: str | os.PathLike, *,
   """Generates `cfg` straight into a store (no text round trip)."""
   truth = generate_truth(cfg)
   params = {"source": "synthetic", "generator_version": GENERATOR_VERSION,
-            **dataclasses.asdict(cfg)}
+            **config_params(cfg)}
   with StoreBuilder(dest, name=f"synthetic_{cfg.n_ratings}_seed{cfg.seed}", rating_scale=1,
                     rating_range=(1, 5), min_user_ratings=min_user_ratings,
                     min_item_ratings=min_item_ratings, overwrite=overwrite,
@@ -212,6 +254,19 @@ def build_synthetic_store(cfg: SyntheticConfig, dest: str | os.PathLike, *,
         progress(done, cfg.n_ratings)
     builder.set_item_info(item_info(truth))
     return builder.finish()
+
+
+def config_params(cfg: SyntheticConfig) -> dict:
+  """cfg as a dict, without the drift fields when they are off: a store generated without
+  drift keeps the parameters (and cache key) it had before the drift option existed."""
+  params = dataclasses.asdict(cfg)
+  for name in DRIFT_FIELDS:
+    if not params[name]:
+      del params[name]
+  return params
+
+
+DRIFT_FIELDS = ("drift_item_std", "drift_user_std")
 
 
 def default_store_path(root: str | os.PathLike, cfg: SyntheticConfig) -> Path:

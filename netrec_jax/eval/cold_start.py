@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from netrec_jax.eval import metrics as metrics_lib
-from netrec_jax.eval.evaluator import EvalData, Recommender
+from netrec_jax.eval.evaluator import EvalData, Recommender, predict_rows
 
 # Inclusive (low, high) training-rating counts; None = no upper bound.
 BUCKETS: tuple[tuple[int, int | None], ...] = ((0, 0), (1, 5), (6, 20), (21, None))
@@ -89,7 +89,7 @@ def breakdown(models: Sequence[Recommender], data: EvalData, *,
   protocol = data.split.protocol
   rows = []
   for model in models:
-    pred = model.predict(users, items)
+    pred = predict_rows(model, store, data.test_rows)
     position, auc = _ranks(model, data, users[relevant], items[relevant], user_batch)
     rel_bucket = which[relevant]
     for k, (low, high) in enumerate(buckets):

@@ -2,6 +2,8 @@
 
 A model enters the evaluator through the `Recommender` interface:
   predict(users, items) -> ratings in stars, or None for models that do not predict ratings
+  predict_rows(rows)    optional: ratings of these store rows, for models that need more of a
+                        rating than its pair (timeSVD++: its date); preferred when present
   score_items(users)    -> [len(users), n_items] scores for ranking (higher is better)
 Models restored from a checkpoint (netrec_jax/train/families.py, load_recommender) also carry
 what using a trained model needs (launch.py's recommend / similar / analyze / serve modes):
@@ -82,12 +84,20 @@ def check_fold_in_input(items: np.ndarray, stars: np.ndarray, n_items: int
   return items, stars
 
 
+def predict_rows(model: Recommender, store: RatingStore, rows: np.ndarray) -> np.ndarray | None:
+  """The model's ratings of these store rows: model.predict_rows(rows) where it has one (a
+  model that predicts at the rating's date), else model.predict of the rows' pairs."""
+  if hasattr(model, "predict_rows"):
+    return model.predict_rows(rows)
+  return model.predict(np.take(store.user, rows), np.take(store.item, rows))
+
+
 def rating_metrics_on(model: Recommender, store: RatingStore, rows: np.ndarray
                       ) -> dict[str, Any]:
-  """Rating metrics (clipped to the rating range) of model.predict on these store rows."""
+  """Rating metrics (clipped to the rating range) of the model on these store rows."""
   if len(rows) == 0:
     return {"n": 0}
-  pred = model.predict(np.take(store.user, rows), np.take(store.item, rows))
+  pred = predict_rows(model, store, rows)
   return metrics_lib.rating_metrics(pred, store.stars(rows).astype(np.float64),
                                     store.rating_range)
 
@@ -179,8 +189,8 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
                             user_batch=user_batch, sampled_negatives=sampled_negatives,
                             rating=rating, per_user=per_user)
   t0 = time.time()
-  users, items = np.take(store.user, data.test_rows), np.take(store.item, data.test_rows)
-  pred = model.predict(users, items) if rating else None
+  users = np.take(store.user, data.test_rows)
+  pred = predict_rows(model, store, data.test_rows) if rating else None
   truth = store.stars(data.test_rows).astype(np.float64)
   if not rating:
     pass
@@ -422,8 +432,7 @@ def validation_metrics(model: Recommender, data: EvalData | None, metric: str,
     return {key: v for key, v in _flat(result).items()
             if key.partition("@")[0] in ("recall", "ndcg") and "@" in key}
   if metric in RATING_METRICS:
-    pred = model.predict(np.take(data.store.user, data.test_rows),
-                         np.take(data.store.item, data.test_rows))
+    pred = predict_rows(model, data.store, data.test_rows)
     if pred is None:
       raise ValueError(f"{model.name} does not predict ratings: validation metric {metric} "
                        "does not apply")

@@ -61,31 +61,37 @@ def user_factors(rows: dict[str, jax.Array], batch: dict[str, jax.Array]
   return rows["user_vec"] + implicit, counts
 
 
-def predict_batch(rows: dict[str, jax.Array], batch: dict[str, jax.Array], global_mean: float
+def predict_batch(rows: dict[str, jax.Array], batch: dict[str, jax.Array], global_mean: float,
+                  bias: jax.Array | None = None, factor_shift: jax.Array | None = None
                   ) -> tuple[jax.Array, jax.Array]:
   """(predicted rating of each of the batch's ratings [R], |N(u)| of each slot [S]).
 
   rows: the gathered table rows, user tables [S, .] (the slots' users), item tables [R, .].
+  bias [R] is added to each rating's prediction and factor_shift [R, d] to its user factor:
+  timeSVD++'s time terms (netrec_jax/models/timesvdpp.py); None for SVD++.
   """
   n_slots, dim = rows["user_vec"].shape
   chex.assert_shape(rows["user_bias"], (n_slots, 1))
   chex.assert_shape([rows["item_vec"], rows["implicit"]], (batch["item"].shape[0], dim))
   factors, counts = user_factors(rows, batch)
   segment = batch["segment"]
+  factor = factors[segment] if factor_shift is None else factors[segment] + factor_shift
   pred = (global_mean + rows["user_bias"][segment, 0] + rows["item_bias"][:, 0]
-          + jnp.sum(rows["item_vec"] * factors[segment], axis=-1))
-  return pred, counts
+          + jnp.sum(rows["item_vec"] * factor, axis=-1))
+  return (pred if bias is None else pred + bias), counts
 
 
 def batch_loss(rows: dict[str, jax.Array], batch: dict[str, jax.Array], global_mean: float,
-               l2: float) -> tuple[jax.Array, jax.Array]:
+               l2: float, bias: jax.Array | None = None, factor_shift: jax.Array | None = None
+               ) -> tuple[jax.Array, jax.Array]:
   """(the objective summed over the batch's ratings, their summed squared error).
 
   Every regulariser is counted once per rating as Surprise applies it: b_u and p_u |N(u)|
   times, b_i and q_i once per rating, and each y_j of N(u) once per rating of u, i.e. |N(u)|
-  times per (u, j). Padding ratings (weight 0) and empty slots add nothing.
+  times per (u, j). Padding ratings (weight 0) and empty slots add nothing. bias and
+  factor_shift: as predict_batch's (their own parameters' penalties are the caller's).
   """
-  pred, counts = predict_batch(rows, batch, global_mean)
+  pred, counts = predict_batch(rows, batch, global_mean, bias, factor_shift)
   weight = batch["weight"]
   sse = jnp.sum(weight * jnp.square(batch["rating"] - pred))
   square = lambda x: jnp.sum(jnp.square(x), axis=-1)
@@ -97,7 +103,8 @@ def batch_loss(rows: dict[str, jax.Array], batch: dict[str, jax.Array], global_m
 
 
 def curvature_bounds(rows: dict[str, jax.Array], batch: dict[str, jax.Array], l2: float,
-                     n_items: int) -> dict[str, jax.Array]:
+                     n_items: int, factor_shift: jax.Array | None = None
+                     ) -> dict[str, jax.Array]:
   """Per gathered row, an upper bound of the largest eigenvalue of batch_loss's Hessian in
   that row (every other row fixed): the sum, over the ratings that touch it, of the squared
   norm of what it multiplies, plus its L2 terms. [S] for user tables, [R] for item tables.
@@ -106,7 +113,8 @@ def curvature_bounds(rows: dict[str, jax.Array], batch: dict[str, jax.Array], l2
     b_i  c_i (1 + l2)                  q_i  sum_{u: (u,i) in batch} |factor_u|^2 + c_i l2
     y_j  (the block of all y_j of u, which move the implicit term together) = p_u's bound
 
-  c_i is item i's number of ratings in the batch; factor_u = p_u + |N(u)|^-1/2 sum y_j.
+  c_i is item i's number of ratings in the batch; factor_u = p_u + |N(u)|^-1/2 sum y_j (plus,
+  per rating, factor_shift: timeSVD++'s drift of p_u, which q_i multiplies as well).
   The y bound is per user: a y_j touched by several users of a batch adds their terms, which
   this does not count (a popular movie has a few users per batch of a few thousand ratings).
   """
@@ -118,7 +126,8 @@ def curvature_bounds(rows: dict[str, jax.Array], batch: dict[str, jax.Array], l2
   user = (jax.ops.segment_sum(weight * square(rows["item_vec"]), segment, num_segments=n_slots)
           + counts * l2)
   item_counts = jax.ops.segment_sum(weight, item, num_segments=n_items)[item]
-  item_vec = jax.ops.segment_sum(weight * square(factors[segment]), item,
+  factor = factors[segment] if factor_shift is None else factors[segment] + factor_shift
+  item_vec = jax.ops.segment_sum(weight * square(factor), item,
                                  num_segments=n_items)[item] + item_counts * l2
   return {"user_bias": counts * (1.0 + l2), "user_vec": user,
           "item_bias": item_counts * (1.0 + l2), "item_vec": item_vec,

@@ -109,6 +109,10 @@ class SVDppRecommender:
     return {"user": self.tables["user_bias"][:, 0], "item": self.tables["item_bias"][:, 0]}
 
   # ------------------------------------------------------------------------------ fold-in
+  def fold_in_item_bias(self) -> np.ndarray:
+    """[n_items] the item biases a new user is folded in and scored with (timeSVD++: now's)."""
+    return self.tables["item_bias"][:, 0]
+
   def fold_in_factor(self, items: np.ndarray, stars: np.ndarray) -> tuple[np.ndarray, float]:
     """(factor p + |N|^-1/2 sum y_j, bias b) of a new user who rated `items` with `stars`.
 
@@ -121,7 +125,7 @@ class SVDppRecommender:
     n = len(items)
     implicit = t["implicit"][items].astype(np.float64).sum(0) / np.sqrt(n)
     # What the user's rows do not change: stars minus everything but b + q . p.
-    residual = stars - self.global_mean - t["item_bias"][items, 0] - q @ implicit
+    residual = stars - self.global_mean - self.fold_in_item_bias()[items] - q @ implicit
     lr, l2 = self.fold_in_lr, self.l2
     bias_factor = float(svdpp.step_factor(lr, n * (1.0 + l2)))
     vec_factor = float(svdpp.step_factor(lr, float(np.sum(q * q)) + n * l2))
@@ -135,8 +139,8 @@ class SVDppRecommender:
   def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
     """[n_items] predicted ratings for a new user who rated `items` (dense indices)."""
     factor, bias = self.fold_in_factor(items, stars)
-    t = self.tables
-    return self.global_mean + bias + t["item_bias"][:, 0] + t["item_vec"] @ factor
+    return (self.global_mean + bias + self.fold_in_item_bias()
+            + self.tables["item_vec"] @ factor)
 
   def fold_in_batch(self, rows: sp.csr_matrix) -> np.ndarray:
     """[n, n_items] fold_in of each CSR row (its nonzero items, stars as values)."""

@@ -42,6 +42,7 @@ FAMILIES: dict[str, str] = {
     **dict.fromkeys(("mult_vae", "mult_dae"), "netrec_jax.train.multvae"),
     **dict.fromkeys(("ease", "item_knn", "rp3beta"), "netrec_jax.train.closed_form"),
     "svdpp": "netrec_jax.train.svdpp",
+    "timesvdpp": "netrec_jax.train.timesvdpp",
 }
 
 # Read by every run, whatever the model.

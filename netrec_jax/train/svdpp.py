@@ -54,13 +54,6 @@ def _round_up(n: int, multiple: int) -> int:
   return -(-n // multiple) * multiple
 
 
-def damped_gradients(grads, rows, batch, lr, l2: float, n_items: int):
-  """SGD's gradients of the touched rows, each scaled by svdpp.step_factor of its curvature
-  bound, so that a heavy user's (or movie's) one step takes what per-rating SGD would."""
-  bounds = svdpp.curvature_bounds(rows, batch, l2, n_items)
-  return {k: g * svdpp.step_factor(lr, bounds[k])[:, None] for k, g in grads.items()}
-
-
 class SVDppFamily(Family):
   name = "svdpp"
   models = ("svdpp",)
@@ -115,12 +108,41 @@ class SVDppFamily(Family):
         batch_ratings=_round_up(max_ratings, devices),
         batch_users=_round_up(max_users, devices), schedule=schedule)
 
+  # ------------------------------------------- what a subclass (timesvdpp) changes or adds
+  def init_tables(self, setup: SVDppSetup) -> dict[str, jax.Array]:
+    c = setup.config
+    return svdpp.init_tables(jax.random.PRNGKey(c.seed), setup.store.n_users,
+                             setup.store.n_items, c.svdpp.embed_dim, c.svdpp.init_std)
+
+  def model_fns(self, setup: SVDppSetup):
+    """The model's part of a step: loss(rows, batch) -> (objective, sse), bounds(rows,
+    batch) -> each table's curvature bounds, index(batch) -> each table's rows of the batch
+    (padding: one past the table, read as 0 and never written)."""
+    l2, mu = setup.config.optimizer.l2, setup.global_mean
+    n_users, n_items = setup.store.n_users, setup.store.n_items
+
+    def index(batch):
+      counts = jax.ops.segment_sum(batch["weight"], batch["segment"],
+                                   num_segments=batch["user"].shape[0])
+      return {**dict.fromkeys(svdpp.USER_TABLES,
+                              jax.numpy.where(counts > 0, batch["user"], n_users)),
+              **dict.fromkeys(svdpp.ITEM_TABLES,
+                              jax.numpy.where(batch["weight"] > 0, batch["item"], n_items))}
+
+    loss = lambda rows, batch: svdpp.batch_loss(rows, batch, mu, l2)
+    bounds = lambda rows, batch: svdpp.curvature_bounds(rows, batch, l2, n_items)
+    return loss, bounds, index
+
+  def user_batch(self, setup: SVDppSetup, users: np.ndarray) -> dict[str, np.ndarray]:
+    """The host batch of these users (all their training ratings, flat)."""
+    return flat_user_batch(setup.csr, users, setup.batch_ratings, setup.batch_users)
+
+  # ------------------------------------------------------------------------ the contract
   def init(self, setup: SVDppSetup):
-    c, kind = setup.config, setup.config.svdpp.optimizer
+    kind = setup.config.svdpp.optimizer
 
     def init():
-      tables = svdpp.init_tables(jax.random.PRNGKey(c.seed), setup.store.n_users,
-                                 setup.store.n_items, c.svdpp.embed_dim, c.svdpp.init_std)
+      tables = self.init_tables(setup)
       return {"tables": tables,
               "slots": {k: sparse.init_slots(kind, t) for k, t in tables.items()},
               "step": jax.numpy.zeros((), jax.numpy.int32),
@@ -129,26 +151,23 @@ class SVDppFamily(Family):
     return jax.jit(init, out_shardings=NamedSharding(setup.mesh, P()))()
 
   def make_step(self, setup: SVDppSetup):
-    kind, l2, mu = setup.config.svdpp.optimizer, setup.config.optimizer.l2, setup.global_mean
-    schedule, n_users, n_items = setup.schedule, setup.store.n_users, setup.store.n_items
+    kind, schedule = setup.config.svdpp.optimizer, setup.schedule
+    loss_fn, bounds_fn, index_fn = self.model_fns(setup)
 
     def step(tree, batch, key):
       del key  # nothing is random in a step
       tables = tree["tables"]
       # Padding (a weight-0 rating, a slot without ratings) indexes one row past the table:
       # read as 0, never written.
-      counts = jax.ops.segment_sum(batch["weight"], batch["segment"],
-                                   num_segments=batch["user"].shape[0])
-      index = {**dict.fromkeys(svdpp.USER_TABLES,
-                               jax.numpy.where(counts > 0, batch["user"], n_users)),
-               **dict.fromkeys(svdpp.ITEM_TABLES,
-                               jax.numpy.where(batch["weight"] > 0, batch["item"], n_items))}
+      index = index_fn(batch)
       rows = {k: tables[k].at[index[k]].get(mode="fill", fill_value=0) for k in tables}
-      (objective, sse), grads = jax.value_and_grad(svdpp.batch_loss, has_aux=True)(
-          rows, batch, mu, l2)
+      (objective, sse), grads = jax.value_and_grad(loss_fn, has_aux=True)(rows, batch)
       lr = schedule(tree["step"]) * tree["lr_scale"]
       if kind == "sgd":
-        grads = damped_gradients(grads, rows, batch, lr, l2, n_items)
+        # Each touched row's summed gradient scaled by svdpp.step_factor of its curvature
+        # bound: a heavy user's (or movie's) one step takes what per-rating SGD would.
+        bounds = bounds_fn(rows, batch)
+        grads = {k: g * svdpp.step_factor(lr, bounds[k])[:, None] for k, g in grads.items()}
       new_tables, new_slots = {}, {}
       for k in tables:
         new_tables[k], new_slots[k] = sparse.apply(
@@ -171,17 +190,25 @@ class SVDppFamily(Family):
 
     def make():
       for lo, hi in spans:
-        yield flat_user_batch(setup.csr, order[lo:hi], setup.batch_ratings, setup.batch_users)
+        yield self.user_batch(setup, order[lo:hi])
 
     return SizedBatches(make, len(spans))
 
+  RECOMMENDER = SVDppRecommender
+
+  def recommender_fields(self, setup: SVDppSetup) -> dict[str, Any]:
+    """What RECOMMENDER takes besides SVD++'s arguments (timesvdpp: the time terms)."""
+    del setup
+    return {}
+
   def recommender(self, setup: SVDppSetup, tree, which: str, meta: dict[str, Any]):
-    return SVDppRecommender(
+    return self.RECOMMENDER(
         config=setup.config, store=setup.store, split=setup.split, csr=setup.csr,
         tables=jax.device_get(tree["tables"]), global_mean=setup.global_mean,
         l2=setup.config.optimizer.l2, fold_in_lr=setup.config.optimizer.lr,
         fold_in_steps=setup.config.train.epochs, batch_ratings=setup.batch_ratings,
-        batch_users=setup.batch_users, which=which, meta={**setup.extra_meta, **meta})
+        batch_users=setup.batch_users, which=which, meta={**setup.extra_meta, **meta},
+        **self.recommender_fields(setup))
 
 
 FAMILY = SVDppFamily()
