@@ -16,7 +16,7 @@ def get_config():
   config.mode = "compare"
   # mf trains with this config (mf_ml100k's tuned settings); NeuMF and the hybrid with their
   # own experiments' settings, all on each fold of this comparison.
-  config.compare.models = ("mf,ncf_ml100k,hybrid_ml100k,svdpp_ml100k,surprise_svd,"
+  config.compare.models = ("mf,ncf_ml100k,hybrid_ml100k,svdpp_ml100k,timesvdpp,surprise_svd,"
                            "surprise_svd_tuned,surprise_baseline,surprise_svdpp,surprise_knn,"
                            "implicit_als,implicit_bpr,jax_als")
   # The ridge blend of the rating models, fitted on each fold's validation rows (5% of uN.base).
