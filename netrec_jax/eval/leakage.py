@@ -236,11 +236,12 @@ def _reference_counts(store: RatingStore, split: splits_lib.Split, sums: bool
   return out
 
 
-def _first_diff(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5) -> int | None:
+def _first_diff(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5,
+                atol: float = 1e-6) -> int | None:
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   if a.shape != b.shape:
     return -1
-  bad = ~np.isclose(a, b, rtol=rtol, atol=1e-6)
+  bad = ~np.isclose(a, b, rtol=rtol, atol=atol)
   return int(np.argmax(bad)) if bad.any() else None
 
 
@@ -273,7 +274,11 @@ def _features(store: RatingStore, split: splits_lib.Split, ref, setup: Any,
                       ref["user"][1].sum() / max(ref["user"][0].sum(), 1) / scale)
       x = np.stack([np.log1p(counts), mean], 1)
       x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
-      k = _first_diff(np.asarray(aux[f"{entity}_features"]).reshape(-1), x.reshape(-1), 1e-4)
+      # Standardised float32 values are O(1): a near-zero one carries float32 rounding of the
+      # unstandardised mean divided by a small std, so the tolerance is absolute. One rating
+      # more or less moves log1p(count) or the mean by far more than this.
+      k = _first_diff(np.asarray(aux[f"{entity}_features"]).reshape(-1), x.reshape(-1), 1e-4,
+                      atol=1e-4)
       if k is not None:
         problems.append(f"the run's {entity}_features differ from features of the training "
                         f"rows at {entity} {max(k, 0) // 2}")
