@@ -103,7 +103,6 @@ def test_autoencoder_learns_to_reconstruct(store):
 
 
 @pytest.mark.parametrize("name,side,refeed", [("autorec", "item", False),
-                                              ("autorec", "user", False),
                                               ("deep_ae", "user", True)])
 def test_row_models_train_through_the_launcher_pipeline(tmp_path, name, side, refeed):
   import json

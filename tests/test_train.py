@@ -298,13 +298,12 @@ SYNTHETIC = ["--config.data.source=synthetic", "--config.data.synthetic.n_users=
              "--config.data.synthetic.n_items=120", "--config.data.synthetic.n_ratings=9000",
              "--config.data.min_user_ratings=5", "--config.split.kind=random",
              "--config.train.epochs=2", "--config.eda=False"]
-# A pair, a row and a graph model: each family places its batches through the loop.
+# A pair model (its own device-resident epoch) and a row model (host batches, which the graph
+# and sequence families share): each places its batches through the loop.
 MULTI_PROCESS = {
     "mf": ["--experiment=quickstart", *TINY],
     "autorec": ["--experiment=autorec_ml100k", *SYNTHETIC,
                 "--config.autoencoder.autorec_hidden=16", "--config.train.batch_size=32"],
-    "gcmc": ["--experiment=gcmc_ml100k", *SYNTHETIC, "--config.graph.gcmc_hidden=20",
-             "--config.graph.gcmc_dense=8", "--config.train.eval_every=1"],
 }
 
 
