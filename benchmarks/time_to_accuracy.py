@@ -96,6 +96,12 @@ _SVD_EPOCHS = flags.DEFINE_list("svd_epochs", ["1", "2", "3", "5", "10", "15"],
 _TIMEOUT = flags.DEFINE_integer("timeout", 1200, "Seconds before a child is killed.")
 _TAG = flags.DEFINE_string("tag", "", "Suffix of the result files (e.g. a tuning trial).")
 _CHILD = flags.DEFINE_string("child", "", "Internal: JSON spec file of one child run.")
+_MMAP_THRESHOLD = flags.DEFINE_integer(
+    "malloc_mmap_threshold", 0, "> 0: run every child (both models alike) with glibc's "
+    "MALLOC_MMAP_THRESHOLD_ at this many bytes: buffers at least that large are mmapped and "
+    "given back when freed, instead of glibc's dynamic threshold keeping freed numpy buffers "
+    "in the heap. 0: glibc's default.")
+
 
 _VALID_FRACTION = 0.1  # --part=valid: of the training rows, as the tune mode's splits
 
@@ -172,6 +178,12 @@ def summarize(svd: dict[str, Any], mf: dict[str, Any]) -> dict[str, Any]:
           "peak_rss_ratio": mf["peak_rss_gb"] / svd["peak_rss_gb"],
           "time_target_met": reach is not None and reach <= svd_fit / 3,
           "memory_target_met": mf["peak_rss_gb"] <= svd["peak_rss_gb"] / 3}
+
+
+def child_env() -> dict[str, str]:
+  """What every child's environment adds (--malloc_mmap_threshold)."""
+  n = _MMAP_THRESHOLD.value
+  return {"MALLOC_MMAP_THRESHOLD_": str(n)} if n > 0 else {}
 
 
 # --------------------------------------------------------------------------------- child
@@ -283,7 +295,9 @@ def run_child(spec: dict[str, Any], out: Path, timeout: int) -> dict[str, Any]:
   with open(log_path, "w") as log:
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), f"--child={spec_path}"],
                             stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PYTHONPATH=str(_ROOT)), cwd=str(_ROOT),
+                            env=dict(os.environ, PYTHONPATH=str(_ROOT),
+                                     **child_env()),
+                            cwd=str(_ROOT),
                             start_new_session=True)
     try:
       returncode = proc.wait(timeout=timeout)
@@ -360,6 +374,7 @@ def main(argv):
                                    "n_train": len(split.rows("train")),
                                    "n_curve_rows": len(split.rows(part))},
                          "machine": {"cores": os.cpu_count()},
+                         "child_env": child_env(),
                          "load_average_1m": os.getloadavg()[0]}
     del store, split
     for model in _MODELS.value:
