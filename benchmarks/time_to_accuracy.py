@@ -31,7 +31,11 @@ Each model runs in its own child process (this script with --child), so each pea
                 RMSE) and subtracts the seconds of that scoring from the clock. So the curve's
                 x is the loop's own wall time to the end of that epoch: setup, jit compile,
                 the epochs, the (empty) validations and checkpoints so far. The fit time is the
-                whole train_and_evaluate call (with its final evaluation) less the scoring.
+                whole train_and_evaluate call less the scoring; it is called with parts=(),
+                so the loop restores its best checkpoint but runs no final evaluation (a fit
+                has none; Surprise's neither). With --unscored (default) MF is fitted once more
+                without the scoring: that child's peak RSS is the fit's own and is what the
+                memory ratio uses (the scored run's peak is kept beside it).
 MF's settings: TUNED below, chosen with --part=valid (never on test), overridable with
 --mf=key=value,... (keys of config.train / config.optimizer / config.model by leaf name).
 
@@ -94,6 +98,9 @@ _MF = flags.DEFINE_list("mf", [], "MF overrides key=value (leaf names, e.g. batc
 _SVD_EPOCHS = flags.DEFINE_list("svd_epochs", ["1", "2", "3", "5", "10", "15"],
                                 "Surprise refits (n_epochs) for its curve; 20 is the timed fit.")
 _TIMEOUT = flags.DEFINE_integer("timeout", 1200, "Seconds before a child is killed.")
+_UNSCORED = flags.DEFINE_bool(
+    "unscored", True, "Also run MF once more without the curve's per-epoch scoring: its peak RSS "
+    "(and fit time) are the fit's own, what the memory ratio uses.")
 _TAG = flags.DEFINE_string("tag", "", "Suffix of the result files (e.g. a tuning trial).")
 _CHILD = flags.DEFINE_string("child", "", "Internal: JSON spec file of one child run.")
 _MMAP_THRESHOLD = flags.DEFINE_integer(
@@ -166,18 +173,23 @@ def first_reaching(curve: list[dict[str, float]], target: float) -> float | None
   return hits[0] if hits else None
 
 
-def summarize(svd: dict[str, Any], mf: dict[str, Any]) -> dict[str, Any]:
-  """The target's figures from both children's results."""
+def summarize(svd: dict[str, Any], mf: dict[str, Any], unscored: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
+  """The target's figures from both children's results; MF's peak RSS from `unscored` (the same
+  fit without the per-epoch scoring of the curve) where given."""
   target, svd_fit = svd["final_rmse"], svd["fit_seconds"]
   reach = first_reaching(mf["curve"], target)
+  peak = (unscored or mf)["peak_rss_gb"]
   return {"surprise_rmse": target, "surprise_fit_seconds": svd_fit,
           "mf_final_rmse": mf["final_rmse"], "mf_fit_seconds": mf["fit_seconds"],
           "mf_seconds_to_surprise_rmse": reach,
           "time_ratio": None if reach is None else reach / svd_fit,
           "fit_time_ratio": mf["fit_seconds"] / svd_fit,
-          "peak_rss_ratio": mf["peak_rss_gb"] / svd["peak_rss_gb"],
+          "mf_peak_rss_gb": peak, "mf_peak_rss_gb_scored_run": mf["peak_rss_gb"],
+          "mf_unscored_fit_seconds": unscored["fit_seconds"] if unscored else None,
+          "peak_rss_ratio": peak / svd["peak_rss_gb"],
           "time_target_met": reach is not None and reach <= svd_fit / 3,
-          "memory_target_met": mf["peak_rss_gb"] <= svd["peak_rss_gb"] / 3}
+          "memory_target_met": peak <= svd["peak_rss_gb"] / 3}
 
 
 def child_env() -> dict[str, str]:
@@ -237,7 +249,8 @@ def _mf_child(spec, config, store, rows, result, write) -> None:
       clock["excluded"] += time.time() - t0
     return rec
 
-  fam.recommender = recommender  # an instance attribute of this child's FAMILY only
+  if spec.get("score", True):
+    fam.recommender = recommender  # an instance attribute of this child's FAMILY only
   workdir = Path(spec["workdir"])
   shutil.rmtree(workdir, ignore_errors=True)
   clock["start"] = time.time()
@@ -249,11 +262,11 @@ def _mf_child(spec, config, store, rows, result, write) -> None:
                 scoring_seconds_excluded=clock["excluded"],
                 trained_seconds=final.get("trained_seconds"))
   write(status="fitted")
-  del fam.recommender
+  vars(fam).pop("recommender", None)
   # Cross-check: the run's best checkpoint (the last: no validation rows), as --mode=eval opens it.
-  result["final_rmse"] = curve[-1]["rmse"]
   result["restored_rmse"] = evaluator.rating_metrics_on(loop.load_recommender(workdir), store,
                                                         rows)["rmse"]
+  result["final_rmse"] = curve[-1]["rmse"] if curve else result["restored_rmse"]
 
 
 def child_main(spec_path: str) -> None:
@@ -284,7 +297,7 @@ def child_main(spec_path: str) -> None:
 
 # -------------------------------------------------------------------------------- parent
 def run_child(spec: dict[str, Any], out: Path, timeout: int) -> dict[str, Any]:
-  tag = f"{spec['size']}_{spec['part']}_{spec['model']}{_TAG.value}"
+  tag = f"{spec['size']}_{spec['part']}_{spec['model']}{spec.get('variant', '')}{_TAG.value}"
   spec["result"] = str(out / "children" / f"{tag}.json")
   spec_path = out / "children" / f"{tag}.spec.json"
   spec_path.write_text(json.dumps(spec, indent=2))
@@ -326,10 +339,11 @@ def plot(results: dict[str, dict[str, Any]], part: str, path: Path) -> None:
     for model, style in (("surprise_svd", "o-"), ("mf", "s-")):
       if model in r:
         c = r[model]["curve"]
+        peak = r.get(f"{model}_unscored", r[model])["peak_rss_gb"]
         ax.plot([p["seconds"] for p in c], [p["rmse"] for p in c], style, ms=3,
                 label=f"{'Surprise SVD (defaults)' if model == 'surprise_svd' else 'our MF'}"
                       f": fit {r[model]['fit_seconds']:.1f}s, "
-                      f"peak {r[model]['peak_rss_gb']:.2f} GB")
+                      f"peak {peak:.2f} GB")
     if "surprise_svd" in r:
       s = r["surprise_svd"]
       ax.axhline(s["final_rmse"], color="gray", ls="--", lw=1,
@@ -381,13 +395,18 @@ def main(argv):
       spec = {"size": size, "model": model, "part": part, "config": config.to_dict(),
               "svd_epochs": _SVD_EPOCHS.value,
               "workdir": str(out / "runs" / f"{size}_{part}_{model}{_TAG.value}")}
-      r[model] = run_child(spec, out, _TIMEOUT.value)
-      m = r[model]
-      print(f"{size} {model}: fit {m['fit_seconds']:.1f}s, peak {m['peak_rss_gb']:.3f} GB, "
-            f"final {part} RMSE {m['final_rmse']:.4f}, load {m['load_average_before'][0]:.1f}",
-            flush=True)
+      runs = [(model, spec)]
+      if model == "mf" and _UNSCORED.value:
+        runs.append(("mf_unscored", dict(spec, score=False, variant="_unscored",
+                                         workdir=spec["workdir"] + "_unscored")))
+      for key, child_spec in runs:
+        r[key] = run_child(child_spec, out, _TIMEOUT.value)
+        m = r[key]
+        print(f"{size} {key}: fit {m['fit_seconds']:.1f}s, peak {m['peak_rss_gb']:.3f} GB, "
+              f"final {part} RMSE {m['final_rmse']:.4f}, load {m['load_average_before'][0]:.1f}",
+              flush=True)
     if all(m in r for m in MODELS):
-      r["summary"] = summarize(r["surprise_svd"], r["mf"])
+      r["summary"] = summarize(r["surprise_svd"], r["mf"], r.get("mf_unscored"))
       s = r["summary"]
       print(f"{size}: MF reaches Surprise's {s['surprise_rmse']:.4f} at "
             f"{s['mf_seconds_to_surprise_rmse']} s -> time ratio {s['time_ratio']} "

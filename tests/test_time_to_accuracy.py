@@ -11,7 +11,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_accuracy.
 # The script's absl flags: defined on the global FLAGS when it loads, so they are set aside
 # and taken off again (another script loaded in this session may define some of the names).
 FLAG_NAMES = ("sizes", "models", "out", "part", "mf", "svd_epochs", "timeout", "tag", "child",
-              "malloc_mmap_threshold")
+              "malloc_mmap_threshold", "unscored")
 
 
 @pytest.fixture(scope="module")
