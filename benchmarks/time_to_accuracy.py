@@ -230,7 +230,8 @@ def _surprise_child(spec, store, split, rows, result, write) -> None:
   result["curve"].sort(key=lambda p: p["epoch"])
 
 
-def _mf_child(spec, config, store, rows, result, write) -> None:
+def _mf_child(spec, config, result, write) -> None:
+  from netrec_jax.data import datasets
   from netrec_jax.eval import evaluator
   from netrec_jax.train import family as family_lib
   from netrec_jax.train import loop
@@ -242,8 +243,8 @@ def _mf_child(spec, config, store, rows, result, write) -> None:
   def recommender(setup, tree, which, meta):  # the loop's per-epoch recommender, also scored
     rec = build(setup, tree, which, meta)
     if which == "training":
-      t0 = time.time()
-      rmse = evaluator.rating_metrics_on(rec, store, rows)["rmse"]
+      t0 = time.time()  # the loop's own store and split: this child opens no other before
+      rmse = evaluator.rating_metrics_on(rec, setup.store, setup.split.rows(spec["part"]))["rmse"]
       curve.append({"epoch": meta["epoch"] + 1, "rmse": rmse,
                     "seconds": t0 - clock["start"] - clock["excluded"]})
       clock["excluded"] += time.time() - t0
@@ -264,6 +265,8 @@ def _mf_child(spec, config, store, rows, result, write) -> None:
   write(status="fitted")
   vars(fam).pop("recommender", None)
   # Cross-check: the run's best checkpoint (the last: no validation rows), as --mode=eval opens it.
+  store = datasets.open_or_build(config.data)
+  rows = datasets.make_split(store, config.split).rows(spec["part"])
   result["restored_rmse"] = evaluator.rating_metrics_on(loop.load_recommender(workdir), store,
                                                         rows)["rmse"]
   result["final_rmse"] = curve[-1]["rmse"] if curve else result["restored_rmse"]
@@ -283,15 +286,17 @@ def child_main(spec_path: str) -> None:
     os.replace(tmp, result_path)
 
   config = ml_collections.ConfigDict(spec["config"])
-  store = datasets.open_or_build(config.data)
-  split = datasets.make_split(store, config.split)
-  rows = split.rows(spec["part"])
-  result["rss_before_fit_gb"] = _status_gb("VmRSS")
-  write(status="fitting")
   if spec["model"] == "surprise_svd":
-    _surprise_child(spec, store, split, rows, result, write)
-  else:
-    _mf_child(spec, config, store, rows, result, write)
+    store = datasets.open_or_build(config.data)
+    split = datasets.make_split(store, config.split)
+    result["rss_before_fit_gb"] = _status_gb("VmRSS")
+    write(status="fitting")
+    _surprise_child(spec, store, split, split.rows(spec["part"]), result, write)
+  else:  # the loop opens the store and split itself: a second copy here would count twice
+    from netrec_jax.train import loop  # noqa: F401  (imports before the clock, as Surprise's)
+    result["rss_before_fit_gb"] = _status_gb("VmRSS")
+    write(status="fitting")
+    _mf_child(spec, config, result, write)
   write(status="done")
 
 
