@@ -81,7 +81,7 @@ TUNED: dict[str, dict[str, Any]] = {
     "1m": {"embed_dim": 32, "sparse": "adagrad", "sparse_lr": 0.05, "embed_l2": 0.3,
            "batch_size": 32768, "epochs": 3, "input_pipeline": "host"},
     # Valid RMSE 0.8392 at epoch 3 (Surprise 0.8467; lr 0.05: 0.8441 at epoch 5, 0.1: 0.8409
-    # at 3); the device pipeline was no faster on 2 busy cores and held ~0.1 GB more.
+    # at 3); the device pipeline was not clearly faster on 2 busy cores and held ~0.1 GB more.
     "10m": {"embed_dim": 32, "sparse": "adagrad", "sparse_lr": 0.2, "embed_l2": 0.3,
             "batch_size": 32768, "epochs": 3, "input_pipeline": "host"},
     # experiments/mf_ml100k.py's settings; valid RMSE 0.9120 at epoch 7 (Surprise 0.9409).
