@@ -136,7 +136,7 @@ def test_epoch_log_writes_jsonl_and_tensorboard_and_cuts_back_on_resume(tmp_path
   pytest.importorskip("tensorboardX")
   from netrec_jax.train.epoch_log import EpochLog, read_log
   records = [{"epoch": e, "train_loss": 1.0 / (e + 1), "valid_rmse": 0.9 - e / 100,
-              "time": 1e9 + e} for e in range(3)]
+              "valid_recall@20": 0.1 + e / 100, "time": 1e9 + e} for e in range(3)]
   log = EpochLog(tmp_path, None, tensorboard=True)
   log.write(records)
   log.close()
@@ -145,6 +145,7 @@ def test_epoch_log_writes_jsonl_and_tensorboard_and_cuts_back_on_resume(tmp_path
   for r in records:
     assert ("train_loss", r["epoch"], pytest.approx(r["train_loss"])) in scalars
     assert ("valid_rmse", r["epoch"], pytest.approx(r["valid_rmse"])) in scalars
+    assert ("valid_recall_at_20", r["epoch"], pytest.approx(r["valid_recall@20"])) in scalars
   resumed = EpochLog(tmp_path, 0, tensorboard=False)  # resumed after epoch 0
   assert read_log(tmp_path) == records[:1]
   resumed.write(records[1:])

@@ -61,7 +61,10 @@ class EpochLog:
         for key, value in r.items():
           if key not in ("epoch", "time") and isinstance(value, (int, float)) and not (
               isinstance(value, bool)):
-            self._events.add_scalar(key, value, r["epoch"], walltime=r.get("time"))
+            # TensorBoard tags allow no "@": recall@20 -> recall_at_20 (tensorboardX would
+            # rename it itself, with a log line per tag).
+            self._events.add_scalar(key.replace("@", "_at_"), value, r["epoch"],
+                                    walltime=r.get("time"))
       self._events.flush()
 
   def close(self) -> None:
