@@ -152,3 +152,15 @@ def test_pretraining_epochs_are_never_best(store_root, tmp_path):
   assert final["best_epoch"] == final["checkpoint_epoch"] == 2
   assert "fine-tuned" in final["predictions"]
   assert final["valid"]["rmse"] == pytest.approx(rmse[2], rel=1e-6)
+
+
+@pytest.mark.parametrize("finetune", [False, True])
+def test_item_codes_feed_the_output_layer(finetune):
+  """The item vectors the use modes read are what the output layer turns into ratings."""
+  model, params = _params(seed=5)
+  ratings = jnp.asarray(np.random.default_rng(5).integers(0, 6, (5, 4)), jnp.float32)
+  codes = np.asarray(model.apply(params, ratings, finetune, method=gk.GLocalK.codes),
+                     np.float64)
+  out = _np_tree(params)["out"]
+  np.testing.assert_allclose(model.apply(params, ratings, finetune),
+                             _np_layer(codes, out, False), rtol=1e-5, atol=1e-5)

@@ -104,16 +104,28 @@ class GLocalK(nn.Module):
                                   (self.n_items, self.gk_size ** 2))
 
   def local_ae(self, x: jax.Array) -> jax.Array:
+    return self.out(self.encode(x))
+
+  def encode(self, x: jax.Array) -> jax.Array:
+    """The last sigmoid layer's output [rows, hidden]: what the output layer reads."""
     for layer in self.local:
       x = layer(x)
-    return self.out(x)
+    return x
 
-  def __call__(self, ratings: jax.Array, finetune: bool = False) -> jax.Array:
+  def network_input(self, ratings: jax.Array, finetune: bool) -> jax.Array:
+    """What the local AE reads: R (pre-training) or ReLU(R * global kernel) (fine-tuning)."""
     if not finetune:
-      return self.local_ae(ratings)
+      return ratings
     kernel = global_kernel(self.local_ae(ratings), self.conv_kernel, self.gk_size,
                            self.dot_scale)
-    return self.local_ae(global_conv(ratings, kernel))
+    return global_conv(ratings, kernel)
+
+  def codes(self, ratings: jax.Array, finetune: bool = False) -> jax.Array:
+    """Each item row's code [rows, hidden] in the phase's network (item embeddings)."""
+    return self.encode(self.network_input(ratings, finetune))
+
+  def __call__(self, ratings: jax.Array, finetune: bool = False) -> jax.Array:
+    return self.local_ae(self.network_input(ratings, finetune))
 
 
 def regulariser(params, lambda_2: float, lambda_s: float) -> jax.Array:

@@ -33,8 +33,10 @@ class GLocalKRecommender:
     self.prediction_note = (f"clipped to the rating range {list(store.rating_range)}; "
                             f"{'fine-tuned' if self.finetuned else 'pre-trained'} network")
     self.trained = Trained.from_rows(store, split.rows("train"))
+    self._params, self._ratings = params, ratings
     full = reconstruct(model, params, ratings, self.finetuned)
     self.reconstruction = np.asarray(jax.device_get(full))[:store.n_items]
+    self._item_codes = None
 
   def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
@@ -45,8 +47,20 @@ class GLocalKRecommender:
     scores = self.reconstruction[:, np.asarray(users, np.int64)].T.astype(np.float32)
     return self.trained.fill_scores(scores, users, self.global_mean)
 
+  def item_vectors(self) -> np.ndarray:
+    """[n_items, hidden] each movie's code (the last sigmoid layer) for similar-movie search."""
+    if self._item_codes is None:
+      codes = item_codes(self.model, self._params, self._ratings, self.finetuned)
+      self._item_codes = np.asarray(jax.device_get(codes))[:self.store.n_items]
+    return self._item_codes
+
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def reconstruct(model: GLocalK, params, ratings: jax.Array, finetune: bool) -> jax.Array:
   """The model's reconstruction of `ratings` (jitted once per model and phase)."""
   return model.apply(params, ratings, finetune)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def item_codes(model: GLocalK, params, ratings: jax.Array, finetune: bool) -> jax.Array:
+  return model.apply(params, ratings, finetune, method=GLocalK.codes)
