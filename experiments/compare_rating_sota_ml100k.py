@@ -3,10 +3,10 @@
   python launch.py --experiment=compare_rating_sota_ml100k --workdir=runs/rating_sota
 
 Our strongest rating models, each with its own experiment's settings (MF, NeuMF, the hybrid,
-GC-MC, I-AutoRec, SVD++; timeSVD++ with its family's defaults on the u.data timestamps),
-Surprise SVD / SVD++ as the reference implementations, and the
-ridge blend of all of them fitted on the validation rows (5% of u1.base, seeded) and
-evaluated once on test, as the Prize teams blended on the probe set. Published on this fold:
+GC-MC, I-AutoRec, SVD++, GLocal-K; timeSVD++ with its family's defaults on the u.data
+timestamps), Surprise SVD / SVD++ as the reference implementations, and the ridge blend of
+all of them fitted on the validation rows (5% of u1.base, seeded) and evaluated once on test,
+as the Prize teams blended on the probe set. Published on this fold:
 GLocal-K 0.8889, IGMC 0.905, GC-MC 0.910 (../shared/docs/protocols-and-anchors.md).
 """
 
@@ -18,7 +18,7 @@ def get_config():
   config.name = "compare_rating_sota_ml100k"
   config.mode = "compare"
   config.compare.models = ("mf,ncf_ml100k,hybrid_ml100k,gcmc_ml100k,autorec_ml100k,"
-                           "svdpp_ml100k,timesvdpp,surprise_svd,surprise_svdpp")
+                           "svdpp_ml100k,timesvdpp,glocal_k_ml100k,surprise_svd,surprise_svdpp")
   config.compare.blend = True
   config.eval.ranking = "never"  # a rating comparison; rankings are compare_ranking_ml100k's
   return config

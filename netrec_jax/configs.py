@@ -74,9 +74,9 @@ def base_config() -> ml_collections.ConfigDict:
   # --- Model (netrec_jax/models). model.name picks the family (netrec_jax/train/family.py):
   # mf | gmf | mlp | neumf | hybrid (pair), autorec | deep_ae (autoencoder), gcmc | lightgcn
   # (graph), bert4rec (sequence), youtube_dnn (youtube), content (content), ease | item_knn |
-  # rp3beta (closed_form), svdpp (svdpp), timesvdpp (timesvdpp). Each family reads
-  # only its own section below; a changed field that the chosen family does not read is an
-  # error naming it.
+  # rp3beta (closed_form), svdpp (svdpp), timesvdpp (timesvdpp), glocal_k (glocal_k). Each
+  # family reads only its own section below; a changed field that the chosen family does not
+  # read is an error naming it.
   config.task = "explicit"  # pair models: explicit (MSE on ratings) | implicit (BCE, negatives)
   config.seed = 0  # parameter init, dropout, negative sampling and batch order
   config.model = ml_collections.ConfigDict()
@@ -105,6 +105,24 @@ def base_config() -> ml_collections.ConfigDict:
   config.autoencoder.refeed = False  # deep AE: dense re-feeding (Kuchaiev & Ginsburg 2017)
   # At most this many padded (row x width) cells per batch: memory ~ cells x hidden.
   config.autoencoder.batch_entries = 1 << 19
+
+  # --- GLocal-K: glocal_k (netrec_jax/train/glocal_k.py, Han et al. 2021). Full-batch L-BFGS
+  # on the dense items x users training matrix: an epoch is one L-BFGS run (fresh memory, as
+  # the reference's one scipy minimize call per epoch) of pretrain_iters / finetune_iters
+  # iterations; epochs 0 .. pretrain_epochs - 1 pre-train the local kernel AE, the rest of
+  # train.epochs fine-tune with the global kernel. Defaults: the paper's ML-100K settings.
+  config.glocal_k = ml_collections.ConfigDict()
+  config.glocal_k.hidden = 500  # n_hid: units of each sigmoid kernel layer
+  config.glocal_k.layers = 2  # n_layers: sigmoid kernel layers before the identity output
+  config.glocal_k.kernel_dim = 5  # n_dim: width of the local kernel's u and v vectors
+  config.glocal_k.lambda_2 = 20.0  # L2 on the weights W (ML-1M: 70)
+  config.glocal_k.lambda_s = 0.006  # L2 on the local kernels K(u, v): sparsity (ML-1M: 0.018)
+  config.glocal_k.pretrain_epochs = 30  # epoch_p (ML-1M: 20); train.epochs = this + epoch_f
+  config.glocal_k.pretrain_iters = 5  # iter_p: L-BFGS iterations per pre-training epoch (ML-1M: 50)
+  config.glocal_k.finetune_iters = 5  # iter_f: per fine-tuning epoch (ML-1M: 10)
+  config.glocal_k.gk_size = 3  # side of the global convolution kernel
+  config.glocal_k.dot_scale = 1.0  # scale of the pooled-vector x kernels product (ML-1M: 0.5)
+  config.glocal_k.lbfgs_memory = 10  # L-BFGS history (scipy's maxcor in the reference)
 
   # --- Mult-VAE / Mult-DAE: mult_vae | mult_dae (netrec_jax/train/multvae.py, Liang 2018).
   config.vae = ml_collections.ConfigDict()

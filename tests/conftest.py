@@ -37,6 +37,12 @@ TINY_MODEL_FIELDS = {
                  "train.eval_every": 1},
     "svdpp": {"svdpp.embed_dim": 8, "train.batch_size": 512},
     "timesvdpp": {"svdpp.embed_dim": 8, "train.batch_size": 512, "timesvdpp.n_bins": 6},
+    # One pre-training and one fine-tuning epoch. float32 L-BFGS takes line-search branches
+    # by loss comparisons, so few iterations and a well-conditioned objective (lambda_2 1)
+    # keep 4 devices and 1 on the same path.
+    "glocal_k": {"glocal_k.hidden": 8, "glocal_k.kernel_dim": 3, "glocal_k.pretrain_epochs": 1,
+                 "glocal_k.pretrain_iters": 10, "glocal_k.finetune_iters": 2,
+                 "glocal_k.lambda_2": 1.0},
 }
 
 

@@ -72,7 +72,8 @@ def test_family_contract(model, store_root, tmp_path):
 @pytest.mark.parametrize("model,field", [("mf", "sequence.max_len"),
                                          ("bert4rec", "model.embed_dim"),
                                          ("content", "train.epochs"),
-                                         ("autorec", "graph.layers")])
+                                         ("autorec", "graph.layers"),
+                                         ("glocal_k", "optimizer.lr")])  # L-BFGS: no lr
 def test_unread_field_is_refused(model, field, store_root):
   config = configs.base_config()
   config.model.name = model

@@ -43,6 +43,7 @@ FAMILIES: dict[str, str] = {
     **dict.fromkeys(("ease", "item_knn", "rp3beta"), "netrec_jax.train.closed_form"),
     "svdpp": "netrec_jax.train.svdpp",
     "timesvdpp": "netrec_jax.train.timesvdpp",
+    "glocal_k": "netrec_jax.train.glocal_k",
 }
 
 # Read by every run, whatever the model.
@@ -79,6 +80,12 @@ class Setup:
   n_examples: int  # training examples per epoch (ratings, rows, users, pairs)
   unit: str  # what an example is, for rates and progress
   steps_per_epoch: int  # for LR schedules (an estimate where batches vary)
+  # Epochs before this one are a warm-up phase (GLocal-K's pre-training): validated and
+  # logged, but never `best` and not counted by early stopping or the plateau; a best kept
+  # from before it (a run that stopped in the warm-up, then resumed with more epochs) is
+  # replaced by the first validation from here on, so a resumed run picks as an
+  # uninterrupted one.
+  select_from_epoch: int = 0
   extra_meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 

@@ -8,8 +8,9 @@ Order of work, as flax's examples and big_vision do it:
   Epochs      host batches prefetched and placed per process (or the family's own epoch),
               a windowed NaN check, progress with ETA
   Validate    every train.eval_every epochs through the evaluator; best checkpoint, early
-              stopping and reduce-on-plateau; metrics.jsonl lines written with the checkpoint
-              that covers them, so a resumed run never repeats a line
+              stopping and reduce-on-plateau (none of them before the family's
+              Setup.select_from_epoch, a warm-up phase); metrics.jsonl lines written with the
+              checkpoint that covers them, so a resumed run never repeats a line
   Final       the best checkpoint restored exactly as --mode=eval does, and evaluated by
               evaluator.evaluate_run -> final_metrics.json
 """
@@ -211,13 +212,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                                          config.eval)
     value = valid.get(setup.valid_metric)
     record.update({f"valid_{k}": v for k, v in valid.items()})
-    improved = value is not None and (loop["best"] is None or (
-        value < loop["best"][1] - cfg.min_delta if setup.lower_is_better
-        else value > loop["best"][1] + cfg.min_delta))
+    warmup = epoch < setup.select_from_epoch  # validated and logged, never best
+    improved = value is not None and not warmup and (
+        loop["best"] is None or loop["best"][0] < setup.select_from_epoch or (
+            value < loop["best"][1] - cfg.min_delta if setup.lower_is_better
+            else value > loop["best"][1] + cfg.min_delta))
     if improved:
       loop.update(best=[epoch, value], patience_left=cfg.early_stopping_patience,
                   since_improvement=0)
-    elif value is not None:
+    elif value is not None and not warmup:
       loop["patience_left"] -= 1
       loop["since_improvement"] += 1
       patience = config.optimizer.plateau_patience
