@@ -164,3 +164,15 @@ def test_item_codes_feed_the_output_layer(finetune):
   out = _np_tree(params)["out"]
   np.testing.assert_allclose(model.apply(params, ratings, finetune),
                              _np_layer(codes, out, False), rtol=1e-5, atol=1e-5)
+
+
+def test_a_netflix_sized_matrix_is_refused_before_it_is_built():
+  from netrec_jax import configs
+  from netrec_jax.train import glocal_k as family_lib
+  g = configs.base_config().glocal_k
+  # ML-100K fits in 1 GiB; Netflix (17,770 x 480,189: 34 GB per dense copy) does not in 24.
+  family_lib.check_fits(1682, 943, g, 2**30, "host MemAvailable")
+  assert family_lib.bytes_needed(17_770, 480_189, g) > 4 * 4 * 17_770 * 480_189
+  with pytest.raises(ValueError, match=r"17,770 x 480,189 needs about .* GiB, but only 24.0 "
+                     "GiB of host MemAvailable is free"):
+    family_lib.check_fits(17_770, 480_189, g, 24 * 2**30, "host MemAvailable")

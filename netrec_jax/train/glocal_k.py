@@ -41,6 +41,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from netrec_jax import sharding as sharding_lib
 from netrec_jax.data import datasets
+from netrec_jax.models.ease import available_bytes
 from netrec_jax.models.glocal_k import GLocalK, objective
 from netrec_jax.recommenders.glocal_k import GLocalKRecommender
 from netrec_jax.train.family import Family, Setup
@@ -61,6 +62,28 @@ class GLocalKSetup(Setup):
   ratings: jax.Array = None  # [rows, n_users] training stars, 0 unrated; rows sharded
   mask: jax.Array = None  # [rows, n_users] 1 where a training rating is
   global_mean: float = 0.0
+
+
+def bytes_needed(n_rows: int, n_users: int, g) -> int:
+  """A float32 estimate of the peak: the dense ratings, mask and two same-shaped activations
+  (reconstruction, convolved input), each layer's [rows, hidden] activations kept for the
+  gradient, and the parameters times L-BFGS's 2 x memory history plus about 6 working copies
+  (gradient, direction, line-search trials)."""
+  n_params = (2 * n_users * g.hidden + (g.layers - 1) * g.hidden ** 2
+              + (g.layers + 1) * (n_users + g.hidden) * g.kernel_dim + n_rows * g.gk_size ** 2)
+  cells = 4 * n_rows * n_users + 2 * g.layers * n_rows * g.hidden
+  return 4 * (cells + (2 * g.lbfgs_memory + 6) * n_params)
+
+
+def check_fits(n_rows: int, n_users: int, g, available: int | None, where: str) -> None:
+  """A one-line refusal before a dense matrix that cannot fit is allocated (Netflix: 17,770 x
+  480,189 float32 is 34 GB per copy)."""
+  need = bytes_needed(n_rows, n_users, g)
+  if available is not None and need > available:
+    raise ValueError(f"glocal_k trains on the dense items x users matrix: {n_rows:,} x "
+                     f"{n_users:,} needs about {need / 2**30:.1f} GiB, but only "
+                     f"{available / 2**30:.1f} GiB of {where} is free; filter users and items "
+                     "(data.min_user_ratings, data.min_item_ratings) or use a smaller dataset")
 
 
 def rating_matrix(store, rows: np.ndarray, n_rows: int) -> np.ndarray:
@@ -146,6 +169,7 @@ class GLocalKFamily(Family):
     g = config.glocal_k
     mesh = sharding_lib.make_mesh(config.mesh)
     n_rows = sharding_lib.round_to_data(store.n_items, mesh)
+    check_fits(n_rows, store.n_users, g, *available_bytes())
     ratings = rating_matrix(store, train_rows, n_rows)
     rows = sharding_lib.batch_sharding(mesh)
     model = GLocalK(n_items=store.n_items, n_users=store.n_users, hidden=g.hidden,
