@@ -1,10 +1,6 @@
 """YouTube-style candidate model: log-Q sampled softmax, no target leakage, sharding, restore."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +13,6 @@ from netrec_jax.eval import evaluator
 from netrec_jax.train import family, loop
 from netrec_jax.models.youtube import full_softmax_loss, sampled_softmax_loss
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def youtube_config(tmp_path, **youtube):
@@ -152,32 +147,3 @@ def test_bad_config_is_a_clear_error(tmp_path):
   config = youtube_config(tmp_path, history_weighting="log")
   with pytest.raises(ValueError, match="history_weighting"):
     loop.train_and_evaluate(config, tmp_path / "bad")
-
-
-def _launch(*args):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-  return subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True,
-                        text=True, env=env, timeout=600)
-
-
-def test_launch_train_then_eval_round_trip(tmp_path):
-  common = ["--experiment=youtube_dnn_ml100k", "--config.data.source=synthetic",
-            "--config.split.kind=random",
-            f"--config.data.store_root={tmp_path / 'stores'}",
-            "--config.data.synthetic.n_users=200", "--config.data.synthetic.n_items=80",
-            "--config.data.synthetic.n_ratings=6000", "--config.data.min_user_ratings=5",
-            "--config.youtube.tower=(16,)",
-            "--config.youtube.out_dim=8", "--config.youtube.embed_dim=8",
-            "--config.train.batch_size=256", "--config.youtube.num_sampled=16",
-            "--config.train.epochs=1", "--config.eda=False", "--config.compare.after_train=False"]
-  run = _launch(*common, f"--workdir={tmp_path / 'train'}")
-  assert run.returncode == 0, run.stderr[-3000:]
-  trained = json.loads((tmp_path / "train" / "final_metrics.json").read_text())
-  ev = _launch(*common, "--mode=eval", f"--restore_from={tmp_path / 'train'}",
-               f"--workdir={tmp_path / 'eval'}")
-  assert ev.returncode == 0, ev.stderr[-3000:]
-  evaluated = json.loads((tmp_path / "eval" / "final_metrics.json").read_text())
-  assert evaluated["model"] == "youtube_dnn"
-  assert evaluated["test"] == trained["test"]
-  assert evaluated["protocol"] == trained["protocol"]
-  assert "protocol " + trained["protocol"] in ev.stdout
