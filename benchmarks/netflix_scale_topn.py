@@ -15,7 +15,7 @@ Times: building the interaction matrix, the Gram, the solve (EASE); the whole fi
 store's rows (each ALS builds its own matrix, as in a comparison) and the median seconds per
 iteration after the first (iALS; compile is in the first). The memory floor printed beside
 EASE's peak is models/ease.bytes_needed (five dense n_items^2 matrices).
-Writes --out/netflix_topn_result.json.
+Writes --out/netflix_topn_<models>_<N>dev.json.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ _FACTORS = flags.DEFINE_integer("factors", 64, "iALS factors (compare's implicit
 _ITERATIONS = flags.DEFINE_integer("ials_iterations", 5, "iALS iterations.")
 _REG = flags.DEFINE_float("regularization", 0.05, "iALS regularization (compare's: 0.05).")
 _ALPHA = flags.DEFINE_float("alpha", 2.0, "iALS alpha (compare's: 2.0).")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", 0, "> 0: the children run JAX on this many CPU devices (XLA_FLAGS, set "
+    "before jax is imported); our ALS deals its chunks to them, one core each. 0: as the "
+    "environment (one CPU device by default).")
 _CHILD = flags.DEFINE_string("child", "", "Internal: fit this one model and print its JSON.")
 
 
@@ -75,7 +79,9 @@ def _fit(name: str) -> dict:
   import numpy as np
   from netrec_jax.data.row_batches import interaction_matrix
   store, rows = _store_and_rows()
-  row = {"model": name, "n_users": store.n_users, "n_items": store.n_items,
+  import jax
+  row = {"model": name, "jax_devices": jax.device_count(), "n_users": store.n_users,
+         "n_items": store.n_items,
          "train_ratings": int(len(rows)), "rss_after_split_gb": _status_gb("VmRSS")}
   t0 = time.time()
   if name == "ease":
@@ -126,7 +132,11 @@ def main(argv):
   for name in models:
     args = [sys.executable, __file__, f"--child={name}"] + [
         a for a in sys.argv[1:] if not a.startswith(("--child", "--models"))]
-    done = subprocess.run(args, capture_output=True, text=True)
+    env = dict(os.environ)
+    if _CPU_DEVICES.value > 0:
+      env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count="
+                          f"{_CPU_DEVICES.value}").strip()
+    done = subprocess.run(args, capture_output=True, text=True, env=env)
     result = [line[7:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not result:
       rows.append({"model": name, "status": f"failed (exit {done.returncode})",
@@ -139,8 +149,10 @@ def main(argv):
   if "steady_s_per_iteration" in ours and "steady_s_per_iteration" in theirs:
     ratio = ours["steady_s_per_iteration"] / theirs["steady_s_per_iteration"]
     print(f"jax_ials / implicit_als seconds per iteration: {ratio:.2f}x")
-  summary = {"rows": rows, "cpus": os.cpu_count(), "command": " ".join(sys.argv)}
-  (out / "netflix_topn_result.json").write_text(json.dumps(summary, indent=2) + "\n")
+  summary = {"rows": rows, "cpus": os.cpu_count(), "cpu_devices": _CPU_DEVICES.value,
+             "command": " ".join(sys.argv)}
+  name = f"netflix_topn_{'_'.join(models)}_{_CPU_DEVICES.value or 1}dev.json"
+  (out / name).write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":
