@@ -60,8 +60,8 @@ def _status_gb(field: str) -> float:
   return float("nan")
 
 
-def _store_and_rows():
-  from netrec_jax.data import splits
+def _store():
+  """The synthetic store, built once into --out."""
   from netrec_jax.data.store import RatingStore
   from netrec_jax.data.synthetic import SyntheticConfig, build_synthetic_store
   path = Path(_OUT.value) / f"store_{_USERS.value}x{_ITEMS.value}_{_N.value}"
@@ -70,7 +70,12 @@ def _store_and_rows():
     build_synthetic_store(SyntheticConfig(n_users=_USERS.value, n_items=_ITEMS.value,
                                           n_ratings=_N.value), path)
     print(f"built the store in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-  store = RatingStore.open(path)
+  return RatingStore.open(path)
+
+
+def _store_and_rows():
+  from netrec_jax.data import splits
+  store = _store()
   split = splits.random_split(store, 0.1, 0.0, seed=0)
   return store, split.rows("train")
 
@@ -125,7 +130,7 @@ def main(argv):
     return
   out = Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
-  _store_and_rows()  # build once, before the children
+  _store()  # build once, before the children (each child splits it itself)
   models = list(_MODELS.value) + (["implicit_als"] if _WITH_IMPLICIT.value
                                   and "implicit_als" not in _MODELS.value else [])
   rows = []
