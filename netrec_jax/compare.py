@@ -172,7 +172,7 @@ def compare(config: Any, workdir: str | os.PathLike,
   ks = tuple(config.eval.ks)
   from netrec_jax.baselines.external import ExternalPredictions, parse_entries
   external = dict(parse_entries(config.compare.external))
-  results, rating_models = [], []
+  results, rating_models, rating_names = [], [], []
   for name in [m.strip() for m in config.compare.models.split(",") if m.strip()] + list(external):
     logging.info("compare: %s", name)
     tracemalloc.start()
@@ -192,21 +192,18 @@ def compare(config: Any, workdir: str | os.PathLike,
       tracemalloc.stop()
       results.append({"model": name, "protocol": split.protocol, "skipped": str(e)})
       continue
-    # A restored JAX run reports the training time recorded by its own run.
-    fit_seconds = getattr(model, "train_seconds", None) or time.time() - t0
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    result = evaluator.evaluate(model, data, ks=ks, user_batch=config.eval.user_batch,
-                                ranker=config.eval.ranker,
-                                sampled_negatives=config.eval.sampled_negatives,
-                                sampler=config.eval.negative_sampler,
-                                keep_predictions=True, per_user=True)
-    result.update(fit_seconds=fit_seconds, peak_traced_mb=peak / 2**20)
+    result = _scored(model, data, config, t0)
     results.append(result)
     if result["rating"].get("applicable", True) and name not in external:
       rating_models.append(model)
+      rating_names.append(name)
+  blend = None
   if config.compare.blend:
-    results.append(_blend(config, store, split, data, rating_models, workdir))
+    blend_result, blend = _blend(config, store, split, data, rating_models, workdir)
+    results.append(blend_result)
+  if config.compare.refit:
+    results.extend(_refit(config, store, split, rating_names, blend, workdir, runs, tuned))
+    note = (note + "\n\n" if note else "") + REFIT_NOTE
   significance(results, ks, seed=config.seed, baseline=config.compare.baseline)
   write_per_user(results, workdir / "per_user")
   write_report(results, workdir, store, split, ks, note, audit)
@@ -219,12 +216,101 @@ def compare(config: Any, workdir: str | os.PathLike,
   return results
 
 
+def _scored(model, data, config, t0: float) -> dict[str, Any]:
+  """evaluator.evaluate of a fitted model (tracemalloc started at t0) with its fit figures."""
+  # A restored JAX run reports the training time recorded by its own run.
+  fit_seconds = getattr(model, "train_seconds", None) or time.time() - t0
+  _, peak = tracemalloc.get_traced_memory()
+  tracemalloc.stop()
+  result = evaluator.evaluate(model, data, ks=tuple(config.eval.ks),
+                              user_batch=config.eval.user_batch, ranker=config.eval.ranker,
+                              sampled_negatives=config.eval.sampled_negatives,
+                              sampler=config.eval.negative_sampler,
+                              keep_predictions=True, per_user=True)
+  result.update(fit_seconds=fit_seconds, peak_traced_mb=peak / 2**20)
+  return result
+
+
+REFIT = " (refit)"
+REFIT_NOTE = (
+    "Refit (compare.refit, the Netflix Prize recipe): each `NAME (refit)` row is that model "
+    "fitted again on train + validation rows (split NAME_refit; our models for the number of "
+    "epochs their first run chose on validation, early stopping off; baselines fitted once "
+    "more), scored on the same test rows. `blend (refit)` applies the blend's weights, fitted "
+    "on the first runs' validation predictions, to the refitted models' predictions, with "
+    "log supports counted on train + validation. The rows without (refit) learned from "
+    "train only.")
+
+
+def refit_config(config):
+  """config on the refit split: its validation rows counted as training (split.merge_valid)."""
+  out = copy.deepcopy(config)
+  with out.unlocked():
+    out.split.merge_valid = True
+    out.name = f"{config.name}_refit"
+  return out
+
+
+def refit_epochs(run_dir: Path) -> int:
+  """Epochs a refit of run_dir trains: its best epoch + 1 (final_metrics.json's best_epoch,
+  else the epoch of its best checkpoint). GLocal-K's count includes its pre-training epochs,
+  as its epoch counter does."""
+  best = json.loads((run_dir / "final_metrics.json").read_text()).get("best_epoch")
+  if best is None:
+    from netrec_jax.train import loop
+    best = loop.run_meta(run_dir, "best")[0]["epoch"]
+  return int(best) + 1
+
+
+def _refit(config, store, split, names: list[str], blend, workdir: Path,
+           runs: dict[str, Path], tuned: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+  """The rating models `names` refitted on train + validation and scored on the same test
+  rows; with `blend`, its validation-fitted weights applied to them (REFIT_NOTE)."""
+  from netrec_jax.train import family
+  if len(split.rows("valid")) == 0 or not names:
+    raise ValueError("compare.refit needs validation rows and rating models (split "
+                     f"{split.name} has {len(split.rows('valid')):,}; {len(names)} rating "
+                     "models)")
+  config = refit_config(config)
+  refit_split = datasets.make_split(store, config.split)
+  if not np.array_equal(refit_split.rows("test"), split.rows("test")):
+    raise ValueError(f"split {refit_split.name} does not keep the test rows of {split.name}")
+  data = evaluator.prepare(store, refit_split,
+                           relevance_threshold=evaluator.relevance(config.eval))
+  leakage.audit(store, refit_split, eval_cfg=config.eval, eval_data=data)  # raises on a leak
+  results, models = [], []
+  for name in names:
+    logging.info("compare: %s%s", name, REFIT)
+    tracemalloc.start()
+    t0 = time.time()
+    if name in BASELINES:
+      model = fit_baseline(name, store, data.train_rows, tuned.get(name), config.seed)
+    else:
+      fields = dict(tuned.get(name) or {})
+      if family.family(entry_config(name, config, fields).model.name).trains:
+        first = runs.get(name) or workdir / "models" / name
+        fields.update({"train.epochs": refit_epochs(first), "train.early_stopping_patience": 0})
+      model = _jax_model(name, config, workdir, workdir / "refit" / name, fields)
+    model.name = name + REFIT
+    results.append(_scored(model, data, config, t0))
+    models.append(model)
+  if blend is not None:
+    tracemalloc.start()
+    t0 = time.time()
+    refitted = blend.refitted(models, data.train_rows, refit_split.name)
+    results.append(_scored(refitted, data, config, t0))
+    (workdir / "blend_weights.json").write_text(json.dumps(
+        {**blend.weights(), "refit": refitted.refit_of}, indent=2) + "\n")
+  return results
+
+
 def _listed(spec: str) -> list[str]:
   return [part.strip() for part in str(spec).split(",") if part.strip()]
 
 
-def _blend(config, store, split, data, models, workdir: Path) -> dict[str, Any]:
-  """The ridge blend of the rating models, fitted on validation rows, evaluated on test."""
+def _blend(config, store, split, data, models, workdir: Path) -> tuple[dict[str, Any], Any]:
+  """The ridge blend of the rating models, fitted on validation rows, evaluated on test;
+  its result and the blend."""
   from netrec_jax.baselines.blend import BlendRecommender
   valid = split.rows("valid")
   if not models or len(valid) == 0:
@@ -242,7 +328,7 @@ def _blend(config, store, split, data, models, workdir: Path) -> dict[str, Any]:
                               user_batch=config.eval.user_batch, keep_predictions=True,
                               per_user=True)
   result.update(fit_seconds=fit_seconds, peak_traced_mb=peak / 2**20)
-  return result
+  return result, blend
 
 
 def compare_repeats(config: Any, workdir: str | os.PathLike) -> list[dict[str, Any]]:

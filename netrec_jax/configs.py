@@ -70,6 +70,9 @@ def base_config() -> ml_collections.ConfigDict:
   # strong: share of each held-out user's interactions scored (floor, as Liang's int(0.2 n));
   # the others are the fold-in input
   config.split.target_fraction = 0.2
+  # Validation rows count as training (split NAME_refit, test unchanged): the refit runs of
+  # compare.refit train on it; nothing is validated, so no early stopping or best epoch.
+  config.split.merge_valid = False
 
   # --- Model (netrec_jax/models). model.name picks the family (netrec_jax/train/family.py):
   # mf | gmf | mlp | neumf | hybrid (pair), autorec | deep_ae (autoencoder), gcmc | lightgcn
@@ -330,6 +333,11 @@ def base_config() -> ml_collections.ConfigDict:
   # A row "blend": ridge regression on every rating model's predictions and log supports,
   # fitted on the validation rows only, evaluated on test; weights in blend_weights.json.
   config.compare.blend = False
+  # The Prize recipe, after the comparison above: every rating model refitted on train +
+  # validation rows (ours for the epochs validation chose, early stopping off; baselines
+  # fitted once more), rows "NAME (refit)", and "blend (refit)": the validation-fitted
+  # weights applied to the refitted models (log supports from train + validation).
+  config.compare.refit = False
   # A model of the table (e.g. "surprise_svd") every other is also tested against (paired
   # sign-flip test, Holm over the table), beside the test against each metric's best.
   config.compare.baseline = ""

@@ -8,6 +8,10 @@ weigh more where it has seen more data, the Prize blends' meta-features). Ridge'
 chosen by scikit-learn's efficient leave-one-out over the validation rows (RidgeCV), from a
 log grid. Predictions are clipped to the rating range by the evaluator, as every model's.
 
+With compare.refit, `refitted` applies the same weights to the components refitted on train +
+validation (log supports recounted there), as the Prize teams applied probe-fitted blends to
+models retrained on all data.
+
 Caveat, stated in the report: the component models picked their best epoch on the same
 validation rows, so their validation predictions are very slightly optimistic; the Prize
 teams' probe-set blends had the same property.
@@ -77,8 +81,23 @@ class BlendRecommender:
     pair_users, pair_items = np.repeat(users, n), np.tile(np.arange(n), len(users))
     return self._ridge.predict(self._features(preds, pair_users, pair_items)).reshape(-1, n)
 
+  def refitted(self, models: Sequence[Any], train_rows: np.ndarray, split_name: str,
+               name: str = "blend (refit)") -> "BlendRecommender":
+    """These weights on `models` (the same components refitted on train + validation, in the
+    same order) with log supports counted on `train_rows`: the Prize teams' probe blend."""
+    if len(models) != len(self.models):
+      raise ValueError(f"the refit blend needs {len(self.models)} models, got {len(models)}")
+    out = BlendRecommender(models, self.store, train_rows, name=name)
+    out._ridge, out.n_fit, out.fitted_names = self._ridge, self.n_fit, self.feature_names()
+    out.refit_of = {"split": split_name, "train_ratings": len(train_rows),
+                    "components": {a.name: b.name for a, b in zip(self.models, models)}}
+    out.prediction_note = (f"validation-fitted ridge weights of {self.name} applied to "
+                           + ", ".join(m.name for m in models))
+    return out
+
   def weights(self) -> dict[str, Any]:
-    return {"features": dict(zip(self.feature_names(), map(float, self._ridge.coef_))),
+    names = getattr(self, "fitted_names", None) or self.feature_names()
+    return {"features": dict(zip(names, map(float, self._ridge.coef_))),
             "intercept": float(self._ridge.intercept_), "alpha": float(self._ridge.alpha_),
             "fitted_on": f"{self.n_fit:,} validation ratings"}
 

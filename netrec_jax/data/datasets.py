@@ -176,10 +176,14 @@ def make_split(store: RatingStore, split_cfg: Any) -> splits_lib.Split | None:
     split = splits_lib.load_split(store, name)
   else:  # netflix_probe: saved at build time when probe.txt exists
     split = splits_lib.load_split(store, "netflix_probe")
+  merge = split_cfg.get("merge_valid", False)
   if kind in ("ml100k_fold", "netflix_probe"):
-    if split_cfg.valid_fraction <= 0:
+    if split_cfg.valid_fraction > 0:
+      split = splits_lib.with_validation(split, split_cfg.valid_fraction, split_cfg.seed)
+    elif not merge:
       return split
-    split = splits_lib.with_validation(split, split_cfg.valid_fraction, split_cfg.seed)
+  if merge:
+    split = splits_lib.merge_valid(split)
   if split.name in store.list_splits():
     saved = splits_lib.load_split(store, split.name)
     if saved.params == json.loads(json.dumps(split.params)):

@@ -185,6 +185,22 @@ def with_validation(split: Split, fraction: float, seed: int = 0) -> Split:
                        "valid_seed": seed})
 
 
+def merge_valid(split: Split) -> Split:
+  """split with its validation rows counted as training, named NAME_refit; test unchanged.
+
+  The Netflix Prize refit: models whose epochs (and blend weights) were chosen on the
+  validation rows are trained once more on train + validation. There is no validation set
+  left, so nothing can be chosen on this split.
+  """
+  if split.protocol == STRONG_PROTOCOL:
+    raise ValueError(f"split {split.name}: the strong-generalization split's validation users "
+                     "are held out (their fold-in rows are not training rows); it has no refit")
+  assignment = np.array(split.assignment, np.int8)
+  assignment[assignment == VALID] = TRAIN
+  return Split(name=f"{split.name}_refit", protocol=split.protocol, assignment=assignment,
+               params={**split.params, "refit_of": split.name, "valid_merged": True})
+
+
 # ------------------------------------------------------------------- strong generalization
 def _bincount_rows(column: np.ndarray, mask: np.ndarray, minlength: int) -> np.ndarray:
   """bincount of column[rows] over the rows where mask is True, in row blocks."""
