@@ -150,33 +150,48 @@ def test_ials_ranks_like_implicit_and_does_not_depend_on_devices(tmp_path, monke
   monkeypatch.setattr(jax_als, "_devices", lambda: jax.devices()[:1])
   one = jax_als.JaxIALS(confidence="linear", **settings).fit(store, data.train_rows)
   monkeypatch.undo()
-  np.testing.assert_array_equal(one.item_factors, ours.item_factors)  # rows are independent
+  # Rows are independent and the Gram matrix is summed in the rows' own order: the same bits.
+  np.testing.assert_array_equal(one.item_factors, ours.item_factors)
   recall = {m.name: evaluator.evaluate(m, data, ks=(20,))["ranking"]["recall@20"]
             for m in (theirs, ours)}
   assert recall["jax_ials"] > 0.05  # far above random (20 of 500 items: ~0.04 at best)
   assert recall["jax_ials"] == pytest.approx(recall["implicit_als"], abs=0.005)
 
 
-def test_bucket_rows_pads_and_keeps_every_entry():
-  m = sp.random(30, 50, density=0.2, format="csr", random_state=0, dtype=np.float32)
+def test_pack_rows_keeps_every_entry_once_on_its_device():
+  """Rows dealt to 2 devices and packed into chunks: every stored entry appears once, in its
+  row's segments, on the device that owns the row; padding carries a = b = 0."""
+  m = sp.random(30, 200, density=0.2, format="csr", random_state=0, dtype=np.float32)
   m.data[:] = np.arange(1, m.nnz + 1)
-  buckets = jax_als.bucket_rows(m, m.data, 2 * m.data, np.arange(30, dtype=np.float32), chunk=16,
-                                min_len=4, pad_row=99)
-  seen = []
-  for rows, idx, a, b, reg in buckets:
-    width = idx.shape[-1]
-    assert rows.shape[1] == max(2, 16 // width)
-    for r, i, va, vb, g in zip(rows.ravel(), idx.reshape(-1, width), a.reshape(-1, width),
-                               b.reshape(-1, width), reg.ravel()):
-      if r == 99:
-        assert not va.any() and g == 1.0
-        continue
-      n = m.indptr[r + 1] - m.indptr[r]
-      assert width == jax_als.bucket_width(np.array([n]), 4)[0] and g == r
-      np.testing.assert_array_equal(i[:n], m.indices[m.indptr[r]:m.indptr[r + 1]])
-      np.testing.assert_array_equal(vb[:n], 2 * va[:n])
-      assert not va[n:].any()
-      seen.append(r)
-  assert sorted(seen) == [r for r in range(30) if m.indptr[r + 1] > m.indptr[r]]
-  widths = jax_als.bucket_width(np.arange(1, 200), 16)
-  assert (widths >= np.arange(1, 200)).all() and set(widths) == {16, 32, 64, 128, 256}
+  lens = np.diff(m.indptr)
+  n_local, segments, rows = 16, 4, 3
+  internal = jax_als.deal_rows(lens, 2, n_local)
+  assert sorted(internal) == sorted(set(internal)) and (internal % n_local < 15).all()
+  other = np.arange(200)[::-1].copy()  # the other side's internal index of each column
+  plan = jax_als.plan_chunks(lens, internal, 2, n_local, segments, rows)
+  chunks = jax_als.pack_rows(m, m.data, 2 * m.data, np.arange(30, dtype=np.float32), internal,
+                             other, plan, n_local, segments, rows, plan.n_groups + 1)
+  assert chunks.idx.shape == (plan.n_groups + 1, 2, segments, jax_als.SEGMENT)
+  seen = {}
+  for g in range(chunks.rows.shape[0]):
+    for d in range(2):
+      c = jax_als.Chunks(*(v[g, d] for v in chunks))
+      assert (np.diff(c.seg_row) >= 0).all()  # sorted, as segment_sum is told
+      for slot, (local, reg) in enumerate(zip(c.rows, c.reg)):
+        segs = c.seg_row == slot
+        if local == n_local:  # a padding row
+          assert reg == 1.0 and not c.a[segs].any()
+          continue
+        row = int(np.flatnonzero(internal == d * n_local + local)[0])
+        assert reg == row and row not in seen
+        real = c.a[segs] != 0
+        seen[row] = (c.idx[segs][real], c.a[segs][real], c.b[segs][real])
+  assert sorted(seen) == [r for r in range(30) if lens[r]]
+  for row, (idx, a, b) in seen.items():
+    entries = slice(m.indptr[row], m.indptr[row + 1])
+    np.testing.assert_array_equal(idx, other[m.indices[entries]])
+    np.testing.assert_array_equal(a, m.data[entries])
+    np.testing.assert_array_equal(b, 2 * a)
+  # Both devices get about the same number of entries (dealt by length).
+  per_device = [lens[internal // n_local == d].sum() for d in range(2)]
+  assert abs(per_device[0] - per_device[1]) <= lens.max()

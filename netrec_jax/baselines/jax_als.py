@@ -10,95 +10,183 @@ G is one k x k matrix for all rows, so a row costs O(n_u k) per matrix-vector pr
 conjugate gradient (a few steps warm-started from the previous factors, as implicit does)
 never forms a per-row Gram matrix. Scatter-accumulated Gram matrices were our cost before.
 
-Layout: rows are grouped by length into buckets (bucket_width), each padded to its width L
-(padding has a = b = 0) and cut into chunks of about `chunk` ratings. A chunk is one jitted
-call on static shapes that depend only on L: products are einsums over the gathered
-[rows, L, k] factors (gathered once, in cache for every CG step), with no scatter but the
-write of the solved rows into a donated output. Factor matrices are padded to a power of two
-of rows, so users and items, and JaxALS and JaxIALS fits of one store, share compiled chunks.
+Layout: each row is cut into segments of SEGMENT entries (the last padded with a = b = 0),
+and whole rows are packed into chunks of a fixed number of segments and rows. Every chunk of
+every side has the same shape, so one fit compiles one program (the whole half-sweep: a loop
+over the chunks, conjugate gradient inside), where per-length buckets compiled one per
+power-of-two width (9-12 programs, 5-7 s, more than implicit's whole fit on the quick start).
+Products are einsums over the gathered [segments, SEGMENT, k] factors (gathered once, in
+cache for every CG step) and a sorted segment sum into the chunk's rows. The factor tables
+are sharded by rows over the local devices (mesh axis `model`): a device solves the rows dealt
+to it, so with several CPU devices (one core each) the cores share a half-sweep.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from netrec_jax.data.store import RatingStore
-
-# (rows, idx, a, b, reg) of one bucket, each with a leading [n_chunks, rows_per_chunk] shape.
-Bucket = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+from netrec_jax.sharding import MODEL
 
 _TINY = 1e-20  # implicit's CG stops a row whose squared residual falls below this
+SEGMENT = 32  # entries per segment: a row of n entries is padded to ceil(n / SEGMENT) segments
 
 
-def bucket_width(lens: np.ndarray, min_len: int = 16) -> np.ndarray:
-  """Padded width of rows of these lengths: the next power of two (at least min_len).
-
-  Padding costs ~45% more work here; adding 1.5 x powers of two cut it to ~20% but doubled
-  the compiled shapes (compile 3.6 -> 6.5 s at 1M) with no speed-up we could measure on the
-  shared machine (each bucket's last chunk is padded too)."""
-  return np.maximum(min_len, 1 << np.ceil(np.log2(np.maximum(lens, 1))).astype(np.int64))
+Values = tuple[np.ndarray, np.ndarray, np.ndarray]  # (a, b) per stored entry, reg per row
 
 
-def bucket_rows(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray, reg: np.ndarray,
-                chunk: int = 1 << 14, min_len: int = 16, pad_row: int | None = None
-                ) -> list[Bucket]:
-  """Rows of `matrix` with entries, grouped into padded buckets of bucket_width.
+class Chunks(NamedTuple):
+  """One side's rows packed for the devices: each field [n_groups, n_devices, ...].
 
-  a, b: per stored entry (matrix.data order); reg: per row. Padding rows (to fill the last
-  chunk of a bucket) have row index pad_row (default: the number of rows), a = b = 0, reg = 1.
+  Chunk (g, d) holds whole rows of device d: `rows` [R] their local slots (n_local: padding,
+  dropped) and `reg` [R]; `seg_row` [S] the chunk slot of each segment (sorted; padding
+  segments point at the last slot and carry a = b = 0); `idx`, `a`, `b` [S, SEGMENT] the
+  other side's internal row, a and b of each entry.
   """
-  pad_row = matrix.shape[0] if pad_row is None else pad_row
+  rows: np.ndarray
+  reg: np.ndarray
+  seg_row: np.ndarray
+  idx: np.ndarray
+  a: np.ndarray
+  b: np.ndarray
+
+
+def deal_rows(lens: np.ndarray, n_devices: int, n_local: int) -> np.ndarray:
+  """Internal index (device * n_local + slot) of each row: rows sorted by length are dealt
+  round-robin, so every device gets about the same number of entries and of rows."""
+  order = np.argsort(-lens, kind="stable")
+  internal = np.empty(len(lens), np.int64)
+  position = np.arange(len(lens))
+  internal[order] = (position % n_devices) * n_local + position // n_devices
+  return internal
+
+
+def _next_fit(nseg: np.ndarray, segments: int, rows: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+  """Chunk, slot and first segment of rows with these (descending) segment counts, filling
+  each chunk in turn up to `segments` segments and `rows` rows; loops once per run of equal
+  counts and per chunk, not per row."""
+  n = len(nseg)
+  chunk, slot, first = (np.empty(n, np.int64) for _ in range(3))
+  c = used_s = used_r = i = 0
+  values, starts = np.unique(-nseg, return_index=True)  # runs of equal count, descending
+  bounds = list(np.sort(starts)) + [n]
+  for lo, hi in zip(bounds[:-1], bounds[1:]):
+    width, left = int(nseg[lo]), hi - lo
+    while left:
+      fit = min((segments - used_s) // width, rows - used_r, left)
+      if fit == 0:
+        c, used_s, used_r = c + 1, 0, 0
+        continue
+      step = np.arange(fit)
+      chunk[i:i + fit], slot[i:i + fit] = c, used_r + step
+      first[i:i + fit] = used_s + width * step
+      used_s, used_r, i, left = used_s + width * fit, used_r + fit, i + fit, left - fit
+  return chunk, slot, first, (c + 1 if n else 0)
+
+
+class Plan(NamedTuple):
+  """Where one side's rows go: per device, its rows with entries (longest first) and each
+  row's chunk, slot and first segment (_next_fit); n_groups the most chunks on a device."""
+  per_device: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+  n_groups: int
+
+
+def plan_chunks(lens: np.ndarray, internal: np.ndarray, n_devices: int, n_local: int,
+                segments: int, rows: int) -> Plan:
+  """Whole rows in chunks of `segments` x SEGMENT entries and at most `rows` rows, on the
+  device their internal index names (deal_rows)."""
+  nseg = -(-lens // SEGMENT)
+  if nseg.max(initial=0) > segments:
+    raise ValueError(f"a row of {lens.max()} entries does not fit a chunk of {segments} "
+                     f"segments of {SEGMENT}")
+  per_device = []
+  for d in range(n_devices):
+    mine = np.flatnonzero((internal // n_local == d) & (lens > 0))
+    mine = mine[np.argsort(-nseg[mine], kind="stable")]
+    chunk, slot, first, _ = _next_fit(nseg[mine], segments, rows)
+    per_device.append((mine, chunk, slot, first))
+  return Plan(per_device, max([1] + [int(c.max()) + 1 for _, c, _, _ in per_device if len(c)]))
+
+
+def pack_rows(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray, reg: np.ndarray,
+              internal: np.ndarray, other_internal: np.ndarray, plan: Plan, n_local: int,
+              segments: int, rows: int, groups: int) -> Chunks:
+  """The chunks of `plan` filled from `matrix`, padded to `groups` chunks per device (both
+  sides of a fit share one compiled half-sweep).
+
+  a, b: per stored entry (matrix.data order); reg: per row; internal: this side's internal
+  index of each row; other_internal: the other side's, of each column.
+  """
   lens = np.diff(matrix.indptr)
-  width = bucket_width(lens, min_len)
-  buckets = []
-  for size in np.unique(width[lens > 0]):
-    sel = np.flatnonzero((width == size) & (lens > 0))
-    # Not fewer for a small bucket (shapes are shared); never one row, which XLA:CPU turns
-    # into a strided column reduction ~30x slower per entry.
-    per_chunk = max(2, chunk // int(size))
-    cols = np.arange(size)
-    mask = cols[None, :] < lens[sel, None]
-    src = np.where(mask, matrix.indptr[sel, None] + cols[None, :], 0)
-    buckets.append(tuple(_in_chunks(values, per_chunk, dtype, fill) for values, dtype, fill in (
-        (sel, np.int32, pad_row),
-        (np.where(mask, matrix.indices[src], 0), np.int32, 0),
-        (np.where(mask, a[src], 0), np.float32, 0),
-        (np.where(mask, b[src], 0), np.float32, 0),
-        (reg[sel], np.float32, 1.0))))  # reg 1: padding rows stay well-posed
-  return buckets
+  nseg = -(-lens // SEGMENT)
+  shape = (len(plan.per_device), groups)
+  out = Chunks(rows=np.full(shape + (rows,), n_local, np.int32),
+               reg=np.ones(shape + (rows,), np.float32),  # 1: padding rows stay well-posed
+               seg_row=np.full(shape + (segments,), rows - 1, np.int32),
+               idx=np.zeros(shape + (segments, SEGMENT), np.int32),
+               a=np.zeros(shape + (segments, SEGMENT), np.float32),
+               b=np.zeros(shape + (segments, SEGMENT), np.float32))
+  for d, (mine, chunk, slot, first) in enumerate(plan.per_device):
+    out.rows[d][chunk, slot] = internal[mine] - d * n_local
+    out.reg[d][chunk, slot] = reg[mine]
+    seg_of = np.repeat(np.arange(len(mine)), nseg[mine])  # each segment's row (in `mine`)
+    seg_pos = first[seg_of] + np.arange(len(seg_of)) - np.repeat(
+        np.cumsum(nseg[mine]) - nseg[mine], nseg[mine])
+    out.seg_row[d][chunk[seg_of], seg_pos] = slot[seg_of]
+    entry_of = np.repeat(np.arange(len(mine)), lens[mine])
+    t = np.arange(len(entry_of)) - np.repeat(np.cumsum(lens[mine]) - lens[mine], lens[mine])
+    src = matrix.indptr[mine][entry_of] + t
+    where = (chunk[entry_of], first[entry_of] + t // SEGMENT, t % SEGMENT)
+    out.idx[d][where] = other_internal[matrix.indices[src]]
+    out.a[d][where] = a[src]
+    out.b[d][where] = b[src]
+  # [groups, n_devices, ...]: a group is one chunk per device, solved at once.
+  return Chunks(*(np.ascontiguousarray(np.swapaxes(v, 0, 1)) for v in out))
 
 
-def _in_chunks(values: np.ndarray, per_chunk: int, dtype, fill) -> np.ndarray:
-  """values [n, ...] padded with `fill` to whole chunks: [n_chunks, per_chunk, ...]."""
-  n_pad = -(-len(values) // per_chunk) * per_chunk
-  out = np.full((n_pad,) + values.shape[1:], fill, dtype)
-  out[:len(values)] = values
-  return out.reshape((n_pad // per_chunk, per_chunk) + values.shape[1:])
+def _solve_chunk(x_old, y, gram, rows, reg, seg_row, idx, a, b, cg_steps: int):
+  """Solves one chunk's rows: `cg_steps` conjugate-gradient steps warm-started from x_old
+  (implicit's least_squares_cg), or exact solves when 0 (forms each row's k x k matrix)."""
+  n_rows = rows.shape[0]
+  yg = lax.optimization_barrier(y[idx])  # [S, SEGMENT, k], gathered once, read by every step
 
+  def to_rows(t):  # sum over each row's entries of t * y: [S, SEGMENT] -> [R, k]
+    return jax.ops.segment_sum(jnp.einsum("sl,slk->sk", t, yg), seg_row, n_rows,
+                               indices_are_sorted=True)
 
-def _cg(x, y, gram, idx, a, b, reg, steps: int):
-  """`steps` conjugate-gradient steps from x for one chunk (implicit's least_squares_cg)."""
-  yg = lax.optimization_barrier(y[idx])  # [rows, L, k], gathered once, reused by every step
+  def dots(p):  # y_i . p_u for every entry: [R, k] -> [S, SEGMENT]
+    return jnp.einsum("slk,sk->sl", yg, p[seg_row])
 
-  def matvec(p):
-    t = a * jnp.einsum("rlk,rk->rl", yg, p)
-    return p @ gram + reg[:, None] * p + (t[..., None] * yg).sum(1)
+  def base(p):  # (G + reg I) p
+    out = reg[:, None] * p
+    return out if gram is None else out + p @ gram
 
-  # r = b - A x in two passes over yg (one product per row entry, one sum of rows).
-  r = ((b - a * jnp.einsum("rlk,rk->rl", yg, x))[..., None] * yg).sum(1) - x @ gram - (
-      reg[:, None] * x)
+  if not cg_steps:
+    k = y.shape[1]
+    lhs = jax.ops.segment_sum(jnp.einsum("slk,sl,slj->skj", yg, a, yg), seg_row, n_rows,
+                              indices_are_sorted=True)
+    lhs = lhs + reg[:, None, None] * jnp.eye(k, dtype=y.dtype)
+    if gram is not None:
+      lhs = lhs + gram
+    return jnp.linalg.solve(lhs, to_rows(b)[..., None])[..., 0]
+
+  x = x_old.at[rows].get(mode="clip")
+  r = to_rows(b - a * dots(x)) - base(x)
   rs = (r * r).sum(-1)
 
   def step(_, state):
     x, r, p, rs = state
-    ap = matvec(p)
+    ap = base(p) + to_rows(a * dots(p))
     pap = (p * ap).sum(-1)
     alpha = jnp.where(rs > _TINY, rs / jnp.where(pap > 0, pap, 1.0), 0.0)
     x = x + alpha[:, None] * p
@@ -107,124 +195,74 @@ def _cg(x, y, gram, idx, a, b, reg, steps: int):
     beta = jnp.where(rs > _TINY, rs_new / jnp.where(rs > _TINY, rs, 1.0), 0.0)
     return x, r, r + beta[:, None] * p, rs_new
 
-  return lax.fori_loop(0, steps, step, (x, r, r, rs))[0]
+  return lax.fori_loop(0, cg_steps, step, (x, r, r, rs))[0]
 
 
-def _exact(y, gram, idx, a, b, reg):
-  """Direct solves for one chunk: forms each row's k x k matrix (tests, small k)."""
-  yg = y[idx]
-  k = y.shape[1]
-  lhs = gram + reg[:, None, None] * jnp.eye(k, dtype=y.dtype) + jnp.einsum(
-      "rlk,rl,rlj->rkj", yg, a, yg)
-  rhs = jnp.einsum("rlk,rl->rk", yg, b)
-  return jnp.linalg.solve(lhs, rhs[..., None])[..., 0]
+@functools.partial(jax.jit, static_argnames=("mesh", "cg_steps", "use_gram"))
+def _half_sweep(x_old: jax.Array, y: jax.Array, y_rows: jax.Array, gram_weight: jax.Array,
+                chunks: Chunks, *, mesh: Mesh, cg_steps: int, use_gram: bool) -> jax.Array:
+  """New factors of one side (row-sharded like x_old) given the other side y (replicated).
 
+  One program for the whole half-sweep: each device loops over its chunks, with no
+  collective; a device's rows are its own, so the solved table needs no reduction.
+  y_rows: the internal index of each of the other side's rows in their own order (padded
+  with an index past the table: zero rows); the Gram matrix sums them in that order, so it
+  (and every factor) is the same for any number of devices, which deal the rows differently.
+  """
+  def local(x_old, y, y_rows, gram_weight, chunks):
+    y_own = y.at[y_rows].get(mode="fill", fill_value=0)
+    gram = gram_weight * (y_own.T @ y_own) if use_gram else None
+    chunks = Chunks(*(v[:, 0] for v in chunks))  # this device's [n_groups, ...]
 
-_exact_jit = jax.jit(lambda y, gram, idx, a, b, reg: _exact(y, gram, idx, a, b, reg))
+    def solve(g, out):
+      chunk = Chunks(*(v[g] for v in chunks))
+      x = _solve_chunk(x_old, y, gram, *chunk, cg_steps=cg_steps)
+      return out.at[chunk.rows].set(x, mode="drop")
 
+    return lax.fori_loop(0, chunks.rows.shape[0], solve, jnp.zeros_like(x_old))
 
-@functools.partial(jax.jit, static_argnames=("cg_steps",), donate_argnums=(0,))
-def _solve_chunk(out: jax.Array, x_old: jax.Array, y: jax.Array, gram: jax.Array, rows, idx, a, b,
-                 reg, cg_steps: int) -> jax.Array:
-  """Solves one chunk's rows and writes them into `out` (padding rows are dropped)."""
-  if cg_steps:
-    x = _cg(x_old.at[rows].get(mode="clip"), y, gram, idx, a, b, reg, cg_steps)
-  else:
-    x = _exact(y, gram, idx, a, b, reg)
-  return out.at[rows].set(x, mode="drop")
-
-
-@jax.jit
-def _gram(y: jax.Array, weight: jax.Array) -> jax.Array:
-  return weight * (y.T @ y)
-
-
-@jax.jit
-def _add(a: jax.Array, b: jax.Array) -> jax.Array:
-  return a + b
+  sharded = P(None, MODEL)
+  return jax.shard_map(local, mesh=mesh,
+                       in_specs=(P(MODEL), P(), P(), P(), Chunks(*[sharded] * 6)),
+                       out_specs=P(MODEL))(x_old, y, y_rows, gram_weight, chunks)
 
 
 def _pad_rows(n: int) -> int:
-  """Factor matrices are padded to a power of two of rows, so both sides (and other fits of a
-  similar size) share every compiled chunk program: compile time is per bucket width only."""
-  return 1 << max(10, int(np.ceil(np.log2(max(n, 1)))))
+  """Rows per device of the factor tables: a power of two, so both sides (and other fits of
+  a similar size) share the compiled half-sweep."""
+  return 1 << max(8, int(np.ceil(np.log2(max(n, 1)))))
+
+
+def _chunk_shape(longest: int, chunk: int) -> tuple[int, int]:
+  """(segments, rows) of a chunk: about `chunk` entries, more when the longest row needs it
+  (a power of two of segments), and rows for half as many rows as segments (never one row:
+  XLA:CPU turns that into a strided reduction ~30x slower per entry)."""
+  need = -(-max(longest, 1) // SEGMENT)
+  segments = max(chunk // SEGMENT, 1 << int(np.ceil(np.log2(need))))
+  return segments, max(2, segments // 2)
+
+
+def solve_rows(matrix: sp.csr_matrix, values: Values, y: np.ndarray, gram_weight: float,
+               chunk: int) -> np.ndarray:
+  """Exact factors of every row of `matrix` with the other side's y [n_cols, k] fixed: one
+  half-sweep on one device, the same normal equations a fit's rows solve (fold-in)."""
+  mesh = Mesh(np.array(_devices()[:1]), (MODEL,))
+  lens = np.diff(matrix.indptr)
+  n_local = _pad_rows(matrix.shape[0])
+  internal = deal_rows(lens, 1, n_local)
+  segments, rows = _chunk_shape(int(lens.max(initial=0)), chunk)
+  plan = plan_chunks(lens, internal, 1, n_local, segments, rows)
+  chunks = pack_rows(matrix, *values, internal, np.arange(matrix.shape[1]), plan, n_local,
+                     segments, rows, plan.n_groups)
+  x = _half_sweep(jnp.zeros((n_local, y.shape[1]), jnp.float32), jnp.asarray(y, jnp.float32),
+                  jnp.arange(len(y)), jnp.float32(gram_weight), chunks, mesh=mesh, cg_steps=0,
+                  use_gram=bool(gram_weight))
+  return np.asarray(x)[internal]
 
 
 def _devices() -> list[jax.Device]:
-  """Devices the chunks are spread over: every local device of the default backend."""
+  """Devices the rows are dealt to: every local device of the default backend."""
   return jax.local_devices()
-
-
-class _Sweeps:
-  """Both sides' chunks on device and the half-sweeps over them.
-
-  A half-sweep dispatches one jitted call per chunk, all with shapes that depend only on the
-  bucket width. Chunks are dealt round-robin to the local devices, each with its own copy of
-  the factors and its own output buffer: XLA:CPU runs one chunk on one core, and only
-  executions on different devices overlap (so with --xla_force_host_platform_device_count=2
-  on 2 cores a sweep takes ~0.55x the time; two threads dispatching to one device deadlocked
-  in PjRt instead). Rows are disjoint, so summing the buffers is exact and the factors do not
-  depend on the number of devices. Padding rows have row index n_pad and are dropped.
-  """
-
-  def __init__(self, by_user, by_item, n_pad: int, k: int, gram_weight: float, cg_steps: int):
-    self.n_pad, self.k, self.cg_steps = n_pad, k, cg_steps
-    # Exact solves stay on one device: LAPACK solves running on two CPU devices at once
-    # deadlocked in PjRt (reproduced with 40 chunks on 2 devices; CG chunks ran fine).
-    self.devices = _devices() if cg_steps else _devices()[:1]
-    self.gram_weight = jnp.float32(gram_weight)
-    self.sides = [self._chunks(side) for side in (by_user, by_item)]
-    t0 = time.perf_counter()  # compile every chunk shape once per device (a throwaway solve)
-    zeros = jnp.zeros((n_pad, k), jnp.float32)
-    seen = set()
-    for chunks in self.sides:
-      for j, chunk in enumerate(chunks):
-        device = self.devices[j % len(self.devices)]
-        if (chunk[1].shape, device) not in seen:
-          seen.add((chunk[1].shape, device))
-          z = jax.device_put(zeros, device)
-          _solve_chunk(jnp.zeros_like(z), z, z, _gram(z, self.gram_weight), *chunk,
-                       cg_steps=cg_steps)
-    _add(zeros, zeros).block_until_ready()
-    self.compile_seconds = time.perf_counter() - t0
-
-  def _chunks(self, buckets: list[Bucket]) -> list[tuple[jax.Array, ...]]:
-    chunks = [tuple(v[j] for v in bucket) for bucket in buckets for j in range(bucket[0].shape[0])]
-    return [jax.device_put(chunk, self.devices[j % len(self.devices)])
-            for j, chunk in enumerate(chunks)]
-
-  def half(self, side: int, x_old: jax.Array, y: jax.Array) -> jax.Array:
-    gram = _gram(y, self.gram_weight)
-    # Inputs from another device are made ready before any chunk is dispatched, and outputs
-    # before they move: with transfers still pending, PjRt's CPU worker threads all blocked
-    # in executions waiting for them (a deadlock seen with 2 devices).
-    copies = jax.block_until_ready([jax.device_put((x_old, y, gram), device)
-                                    for device in self.devices])
-    outs = [jnp.zeros_like(copy[0]) for copy in copies]
-    n = len(self.devices)
-    for j, chunk in enumerate(self.sides[side]):
-      outs[j % n] = _solve_chunk(outs[j % n], *copies[j % n], *chunk, cg_steps=self.cg_steps)
-    outs = jax.block_until_ready(outs)
-    total = outs[0]
-    for out in outs[1:]:
-      total = _add(total, jax.block_until_ready(jax.device_put(out, self.devices[0])))
-    return total
-
-  def run(self, users: jax.Array, items: jax.Array, iterations: int
-          ) -> tuple[jax.Array, jax.Array, list[float], list[float]]:
-    """Factors after `iterations`, with each iteration's wall and process CPU seconds."""
-    seconds, cpu = [], []
-    for _ in range(iterations):
-      t0, c0 = time.perf_counter(), time.process_time()
-      users = self.half(0, users, items)
-      items = self.half(1, items, users)
-      items.block_until_ready()
-      seconds.append(time.perf_counter() - t0)
-      cpu.append(time.process_time() - c0)
-    return users, items, seconds, cpu
-
-
-Values = tuple[np.ndarray, np.ndarray, np.ndarray]  # (a, b) per stored entry, reg per row
 
 
 def fit_factors(by_user: sp.csr_matrix, by_item: sp.csr_matrix, user_values: Values,
@@ -235,8 +273,13 @@ def fit_factors(by_user: sp.csr_matrix, by_item: sp.csr_matrix, user_values: Val
   by_user: the users x items CSR; by_item: its transpose as a CSR. Both are passed (not one
   derived from the other here) because user_values / item_values, the (a, b, reg) of each
   side, are in that matrix's own data order, which the caller computed them from. Returns
-  the factors and the timings: setup (buckets, transfers), compile (every chunk shape once)
-  and each iteration (wall and process CPU seconds).
+  the factors and the timings: setup (packing, transfers), compile (the half-sweep program,
+  once for both sides) and each iteration (wall and process CPU seconds).
+
+  The factor tables are sharded by rows over the local devices (mesh axis `model`): each
+  device solves and keeps its own rows, and receives a replicated copy of the other side
+  before each half-sweep. Rows are dealt by length (deal_rows), so the factors do not depend
+  on the number of devices beyond float rounding.
   """
   t0 = time.perf_counter()
   n_users, n_items = by_user.shape
@@ -248,15 +291,51 @@ def fit_factors(by_user: sp.csr_matrix, by_item: sp.csr_matrix, user_values: Val
   if users.shape != (n_users, k) or items.shape != (n_items, k):
     raise ValueError(f"init factors must be [{n_users}, k] and [{n_items}, k], got "
                      f"{users.shape} and {items.shape}")
-  n_pad = _pad_rows(max(n_users, n_items))
-  sides = [bucket_rows(m, *values, chunk=chunk, pad_row=n_pad)
-           for m, values in ((by_user, user_values), (by_item, item_values))]
-  padded = [jnp.asarray(np.pad(f, ((0, n_pad - len(f)), (0, 0)))) for f in (users, items)]
-  sweeps = _Sweeps(*sides, n_pad, k, gram_weight, cg_steps)
-  setup = time.perf_counter() - t0 - sweeps.compile_seconds
-  users, items, seconds, cpu = sweeps.run(*padded, iterations)
-  return {"user_factors": np.asarray(users)[:n_users], "item_factors": np.asarray(items)[:n_items],
-          "setup_seconds": setup, "compile_seconds": sweeps.compile_seconds,
+  # Exact solves stay on one device: LAPACK solves running on two CPU devices at once
+  # deadlocked in PjRt (reproduced with 40 chunks on 2 devices; CG chunks ran fine).
+  devices = _devices() if cg_steps else _devices()[:1]
+  n_dev = len(devices)
+  mesh = Mesh(np.array(devices), (MODEL,))
+  n_local = _pad_rows(-(-max(n_users, n_items) // n_dev))
+  lens = [np.diff(m.indptr) for m in (by_user, by_item)]
+  internal = [deal_rows(n, n_dev, n_local) for n in lens]
+  segments, rows = _chunk_shape(max(int(n.max(initial=0)) for n in lens), chunk)
+  sides = ((by_user, user_values), (by_item, item_values))
+  plans = [plan_chunks(n, index, n_dev, n_local, segments, rows)
+           for n, index in zip(lens, internal)]
+  groups = max(plan.n_groups for plan in plans)
+  row_sharded, chunk_sharded = NamedSharding(mesh, P(MODEL)), NamedSharding(mesh, P(None, MODEL))
+  replicated = NamedSharding(mesh, P())
+  # One side at a time on the host: its copy is dropped once the device holds it.
+  sides = [jax.device_put(pack_rows(m, *values, internal[side], internal[1 - side], plans[side],
+                                    n_local, segments, rows, groups), chunk_sharded)
+           for side, (m, values) in enumerate(sides)]
+  tables = []
+  for f, index in zip((users, items), internal):
+    table = np.zeros((n_dev * n_local, k), np.float32)
+    table[index] = f
+    tables.append(jax.device_put(table, row_sharded))
+  weight = jax.device_put(jnp.float32(gram_weight), replicated)
+  use_gram = bool(gram_weight)
+  t1 = time.perf_counter()
+  longer = max(n_users, n_items)  # both sides' y_rows: one shape, padded past the table
+  own = [jax.device_put(np.pad(index, (0, longer - len(index)), constant_values=n_dev * n_local
+                               ).astype(np.int32), replicated) for index in internal]
+  half = _half_sweep.lower(tables[0], jax.device_put(tables[1], replicated), own[1], weight,
+                           sides[0], mesh=mesh, cg_steps=cg_steps, use_gram=use_gram).compile()
+  compile_seconds = time.perf_counter() - t1
+  seconds, cpu = [], []
+  x_users, x_items = tables
+  for _ in range(iterations):
+    t2, c2 = time.perf_counter(), time.process_time()
+    x_users = half(x_users, jax.device_put(x_items, replicated), own[1], weight, sides[0])
+    x_items = half(x_items, jax.device_put(x_users, replicated), own[0], weight, sides[1])
+    x_items.block_until_ready()
+    seconds.append(time.perf_counter() - t2)
+    cpu.append(time.process_time() - c2)
+  return {"user_factors": np.asarray(x_users)[internal[0]],
+          "item_factors": np.asarray(x_items)[internal[1]],
+          "setup_seconds": t1 - t0, "compile_seconds": compile_seconds,
           "iteration_seconds": seconds, "iteration_cpu_seconds": cpu}
 
 
@@ -286,10 +365,10 @@ class JaxALS:
     by_item = by_user.T.tocsr()
     values = [(np.ones(m.nnz, np.float32), m.data, self.reg * np.diff(m.indptr))
               for m in (by_user, by_item)]
-    if init is None:
-      key = jax.random.PRNGKey(self.seed)
+    if init is None:  # numpy's generator: jax.random would compile its own kernel first
+      rng = np.random.default_rng(self.seed)
       init = (np.zeros((store.n_users, self.factors), np.float32),
-              np.asarray(0.1 * jax.random.normal(key, (store.n_items, self.factors))))
+              (0.1 * rng.standard_normal((store.n_items, self.factors))).astype(np.float32))
     fitted = fit_factors(by_user, by_item, *values, init, 0.0, self.cg_steps,
                          self.iterations, self.chunk)
     for name, value in fitted.items():
@@ -418,7 +497,7 @@ class JaxIALS:
 
   def fold_in_batch(self, rows: sp.csr_matrix) -> np.ndarray:
     """[n, n_items] scores of n new users (a CSR of their stars) from one solve each, the
-    same normal equations a training user's factors solve (bucketed, exact, on the device)."""
+    same normal equations a training user's factors solve (exact, on the device)."""
     m = sp.csr_matrix(rows, dtype=np.float32, copy=True)
     if self.min_rating:
       m.data[m.data < self.min_rating] = 0.0
@@ -426,15 +505,8 @@ class JaxIALS:
     m.sum_duplicates()
     m.data[:] = 1.0
     m.sort_indices()
-    a, b, reg = self._values(m, m.shape[1])
-    y = jnp.asarray(self.item_factors, jnp.float32)
-    gram = _gram(y, jnp.float32(self.unobserved_weight))
-    x = np.zeros((m.shape[0], self.factors), np.float32)
-    for bucket in bucket_rows(m, a, b, reg, self.chunk):
-      for rows_c, idx, a_c, b_c, reg_c in zip(*bucket):
-        solved = np.asarray(_exact_jit(y, gram, idx, a_c, b_c, reg_c))
-        real = rows_c < m.shape[0]  # padding rows of the last chunk
-        x[rows_c[real]] = solved[real]
+    x = solve_rows(m, self._values(m, m.shape[1]), self.item_factors, self.unobserved_weight,
+                   self.chunk)
     return x @ self.item_factors.T
 
   def fold_in(self, items: np.ndarray, stars: np.ndarray) -> np.ndarray:
