@@ -78,7 +78,7 @@ def _next_fit(nseg: np.ndarray, segments: int, rows: int
   n = len(nseg)
   chunk, slot, first = (np.empty(n, np.int64) for _ in range(3))
   c = used_s = used_r = i = 0
-  values, starts = np.unique(-nseg, return_index=True)  # runs of equal count, descending
+  _, starts = np.unique(-nseg, return_index=True)  # runs of equal count, descending
   bounds = list(np.sort(starts)) + [n]
   for lo, hi in zip(bounds[:-1], bounds[1:]):
     width, left = int(nseg[lo]), hi - lo
@@ -109,13 +109,14 @@ def plan_chunks(lens: np.ndarray, internal: np.ndarray, n_devices: int, n_local:
   if nseg.max(initial=0) > segments:
     raise ValueError(f"a row of {lens.max()} entries does not fit a chunk of {segments} "
                      f"segments of {SEGMENT}")
-  per_device = []
+  per_device, n_groups = [], 1
   for d in range(n_devices):
     mine = np.flatnonzero((internal // n_local == d) & (lens > 0))
     mine = mine[np.argsort(-nseg[mine], kind="stable")]
-    chunk, slot, first, _ = _next_fit(nseg[mine], segments, rows)
+    chunk, slot, first, n_chunks = _next_fit(nseg[mine], segments, rows)
     per_device.append((mine, chunk, slot, first))
-  return Plan(per_device, max([1] + [int(c.max()) + 1 for _, c, _, _ in per_device if len(c)]))
+    n_groups = max(n_groups, n_chunks)
+  return Plan(per_device, n_groups)
 
 
 def pack_rows(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray, reg: np.ndarray,
