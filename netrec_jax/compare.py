@@ -223,6 +223,8 @@ def _scored(model, data, config, t0: float) -> dict[str, Any]:
   _, peak = tracemalloc.get_traced_memory()
   tracemalloc.stop()
   result = evaluator.evaluate(model, data, ks=tuple(config.eval.ks),
+                              ranking=evaluator.ranks(model, data.store, data.split,
+                                                      config.eval),
                               user_batch=config.eval.user_batch, ranker=config.eval.ranker,
                               sampled_negatives=config.eval.sampled_negatives,
                               sampler=config.eval.negative_sampler,
@@ -325,6 +327,7 @@ def _blend(config, store, split, data, models, workdir: Path) -> tuple[dict[str,
   tracemalloc.stop()
   blend.save(workdir / "blend_weights.json")
   result = evaluator.evaluate(blend, data, ks=tuple(config.eval.ks),
+                              ranking=evaluator.ranks(blend, store, split, config.eval),
                               user_batch=config.eval.user_batch, keep_predictions=True,
                               per_user=True)
   result.update(fit_seconds=fit_seconds, peak_traced_mb=peak / 2**20)

@@ -57,6 +57,8 @@ def test_refit_rows_train_for_the_chosen_epochs_and_blend_with_the_same_weights(
   results = {r["model"]: r for r in compare.compare(config, tmp_path / "cmp")}
   assert {"mf", "surprise_baseline", "blend", "mf (refit)", "surprise_baseline (refit)",
           "blend (refit)"} == set(results)
+  # eval.ranking=never holds for every row, the blend's and the refits' too.
+  assert not any("ranking" in r for r in results.values())
 
   first = _log(tmp_path / "cmp" / "models" / "mf")
   best = int(np.argmin([r["valid_rmse"] for r in first]))

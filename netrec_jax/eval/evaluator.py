@@ -458,6 +458,14 @@ def wants_ranking(model: Recommender, store: RatingStore, eval_cfg: Any) -> bool
   return not rates or store.n_users * store.n_items <= 1e9
 
 
+def ranks(model: Recommender, store: RatingStore, split: Split, eval_cfg: Any) -> bool:
+  """Whether a run or a comparison row ranks: wants_ranking, and strong generalization ranks
+  only the held-out users (by folding them in), so always unless eval.ranking=never (it
+  always includes its own cut-offs 20, 50 and 100)."""
+  return wants_ranking(model, store, eval_cfg) or (is_strong(split)
+                                                   and eval_cfg.ranking == "auto")
+
+
 def evaluate_run(model: Recommender, eval_cfg: Any | None = None,
                  parts: tuple[str, ...] = ("valid", "test")) -> dict[str, Any]:
   """final_metrics.json of a trained (or restored) model: validation and test metrics,
@@ -474,9 +482,7 @@ def evaluate_run(model: Recommender, eval_cfg: Any | None = None,
             "cold_rule": getattr(model, "cold_rule", "model-specific"),
             **getattr(model, "facts", {})}
   strong = is_strong(split)
-  # Strong generalization ranks only the held-out users (by folding them in): always, unless
-  # eval.ranking=never; it always includes its own cut-offs 20, 50 and 100.
-  ranking = wants_ranking(model, store, eval_cfg) or (strong and eval_cfg.ranking == "auto")
+  ranking = ranks(model, store, split, eval_cfg)
   ks = tuple(sorted(set(eval_cfg.ks) | set(getattr(model, "extra_ks", ()))
                     | (set(STRONG_KS) if strong else set())))
   for part in parts:
