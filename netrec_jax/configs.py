@@ -245,6 +245,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.rp3.k = 100  # neighbours kept per item (row, then column, as the reference code)
   config.rp3.normalize = True  # l1-normalise each item's row after the top-k
   config.rp3.min_stars = 0.0  # training ratings >= this are interactions (0: all)
+  config.ials = ml_collections.ConfigDict()  # ials: implicit-feedback ALS in JAX (train/ials.py)
+  config.ials.factors = 64  # latent factors (implicit_als's comparison setting)
+  config.ials.iterations = 15  # alternating sweeps (users, then items)
+  config.ials.regularization = 0.05  # L2 on each factor row (times the nu-scaling below)
+  config.ials.alpha = 2.0  # observed pairs' confidence: alpha * r (linear) | 1 + alpha * r (hu)
+  config.ials.confidence = "linear"  # linear: implicit 0.7's | hu: Hu et al.'s
+  config.ials.unobserved_weight = 1.0  # w0, weight of every unobserved pair (Rendle et al. 2021)
+  config.ials.reg_exponent = 0.0  # nu: regularization * (n_row + w0 * n_other) ** nu (2021; 0: Hu)
+  config.ials.cg_steps = 3  # conjugate-gradient steps per solve, warm-started (0: exact solves)
+  config.ials.min_stars = 0.0  # training ratings >= this are interactions (0: all)
 
   # Fields set to None below take the chosen model's own default (each family module's
   # DEFAULTS), so every model trains with settings that suit it unless a field is set.

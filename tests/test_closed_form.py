@@ -157,7 +157,7 @@ def test_round_trip_gives_the_same_ranking_metrics(model, runs, tmp_path):
   # The fitted matrix is the one a fresh fit gives (the saved file is what was fitted).
   recommender = loop.load_recommender(workdir)
   resolved = family.resolve(config)
-  store, split = closed_form._store_split(resolved)
+  store, split = closed_form.store_split(resolved)
   x = interaction_matrix(store, split.rows("train"))
   refit = closed_form.fit_matrix(model, x, resolved)
   as_dense = lambda m: m.toarray() if sp.issparse(m) else m

@@ -100,24 +100,19 @@ def _sha256(path: Path) -> str:
   return digest.hexdigest()
 
 
-def save_matrix(path: Path, matrix: np.ndarray | sp.csr_matrix) -> str:
-  """Writes the matrix atomically (temp file, fsync, rename); its sha256."""
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> str:
+  """Writes the arrays as one .npz atomically (temp file, fsync, rename); its sha256."""
   tmp = path.with_name(path.name + f".tmp{os.getpid()}")
   with open(tmp, "wb") as f:
-    if sp.issparse(matrix):
-      m = sp.csr_matrix(matrix)
-      np.savez(f, kind=np.array("csr"), data=m.data, indices=m.indices, indptr=m.indptr,
-               shape=np.array(m.shape, np.int64))
-    else:
-      np.savez(f, kind=np.array("dense"), dense=np.asarray(matrix))
+    np.savez(f, **arrays)
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
   return _sha256(path)
 
 
-def load_matrix(path: Path, sha256: str) -> np.ndarray | sp.csr_matrix:
-  """The saved matrix, after its checksum is verified."""
+def load_arrays(path: Path, sha256: str) -> dict[str, np.ndarray]:
+  """The arrays of a saved .npz, after its checksum is verified."""
   if not path.is_file():
     raise ckpt_lib.CheckpointError(f"{path}: the fitted model file is missing")
   found = _sha256(path)
@@ -126,19 +121,49 @@ def load_matrix(path: Path, sha256: str) -> np.ndarray | sp.csr_matrix:
                                    f"{sha256[:12]}... recorded in saved_model.json (damaged "
                                    "or replaced); fit again with --mode=train")
   with np.load(path, allow_pickle=False) as f:
-    if str(f["kind"]) == "csr":
-      return sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
-    return f["dense"]
+    return {name: f[name] for name in f.files}
+
+
+def save_matrix(path: Path, matrix: np.ndarray | sp.csr_matrix) -> str:
+  """Writes the matrix atomically (save_arrays); its sha256."""
+  if sp.issparse(matrix):
+    m = sp.csr_matrix(matrix)
+    return save_arrays(path, {"kind": np.array("csr"), "data": m.data, "indices": m.indices,
+                              "indptr": m.indptr, "shape": np.array(m.shape, np.int64)})
+  return save_arrays(path, {"kind": np.array("dense"), "dense": np.asarray(matrix)})
+
+
+def load_matrix(path: Path, sha256: str) -> np.ndarray | sp.csr_matrix:
+  """The saved matrix, after its checksum is verified."""
+  f = load_arrays(path, sha256)
+  if str(f["kind"]) == "csr":
+    return sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
+  return f["dense"]
 
 
 # ------------------------------------------------------------------------------ the family
-def _store_split(config):
+def store_split(config):
   store = datasets.open_or_build(config.data)
   split = datasets.make_split(store, config.split)
   if split is None:
     raise ValueError(f"{config.model.name} needs a split (split.kind must not be 'none')")
   if len(split.rows("train")) == 0:
     raise ValueError(f"split {split.name} has no training ratings")
+  return store, split
+
+
+def saved_store_split(workdir, config, saved: dict[str, Any]):
+  """The config's store and split, refused unless they are the ones the run fitted on."""
+  store, split = store_split(config)
+  if store.fingerprint != saved["store_fingerprint"]:
+    raise ckpt_lib.CheckpointError(
+        f"{workdir}: fitted on store {saved['store_fingerprint']}, but the config now "
+        f"builds {store.fingerprint} (different data, filters or source files)")
+  if saved.get("split_fingerprint") and (split.info.get("fingerprint")
+                                         != saved["split_fingerprint"]):
+    raise ckpt_lib.CheckpointError(
+        f"{workdir}: fitted on split {saved['split']} ({saved['split_fingerprint']}), but "
+        f"the config now makes {split.name} ({split.info.get('fingerprint')})")
   return store, split
 
 
@@ -170,7 +195,7 @@ class ClosedFormFamily(Family):
     """Fits the model on the split's training ratings; writes its matrix; the saved meta."""
     del runs
     model = config.model.name
-    store, split = _store_split(config)
+    store, split = store_split(config)
     min_stars = float(config[SECTIONS[model]].min_stars)
     t0 = time.time()
     x = interaction_matrix(store, split.rows("train"), min_stars)
@@ -191,16 +216,7 @@ class ClosedFormFamily(Family):
     """The fitted model of a run, its store, split and file verified."""
     del runs
     model = config.model.name
-    store, split = _store_split(config)
-    if store.fingerprint != saved["store_fingerprint"]:
-      raise ckpt_lib.CheckpointError(
-          f"{workdir}: fitted on store {saved['store_fingerprint']}, but the config now "
-          f"builds {store.fingerprint} (different data, filters or source files)")
-    if saved.get("split_fingerprint") and (split.info.get("fingerprint")
-                                           != saved["split_fingerprint"]):
-      raise ckpt_lib.CheckpointError(
-          f"{workdir}: fitted on split {saved['split']} ({saved['split_fingerprint']}), but "
-          f"the config now makes {split.name} ({split.info.get('fingerprint')})")
+    store, split = saved_store_split(workdir, config, saved)
     matrix = load_matrix(Path(workdir) / saved["model_file"], saved["model_sha256"])
     min_stars = float(config[SECTIONS[model]].min_stars)
     x = interaction_matrix(store, split.rows("train"), min_stars)

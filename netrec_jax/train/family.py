@@ -44,6 +44,7 @@ FAMILIES: dict[str, str] = {
     "svdpp": "netrec_jax.train.svdpp",
     "timesvdpp": "netrec_jax.train.timesvdpp",
     "glocal_k": "netrec_jax.train.glocal_k",
+    "ials": "netrec_jax.train.ials",
 }
 
 # Read by every run, whatever the model.
