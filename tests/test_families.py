@@ -49,19 +49,19 @@ def test_family_contract(model, store_root, tmp_path):
   assert full["valid"][setup_metric] == pytest.approx(best[f"valid_{setup_metric}"], rel=1e-6)
   assert full["best_epoch"] == full["checkpoint_epoch"]
 
-  # ---- Stopped after epoch 1 of 2, then resumed: same final metrics, each epoch logged once.
-  loop.train_and_evaluate(tiny_config(store_root, model, **{"train.epochs": 1}),
+  # ---- Epoch 1 of 2 on one device, stopped, then resumed on four from its checkpoint: the
+  # same final metrics as four devices throughout (one device trains like four, and a
+  # checkpoint restores into another layout), each epoch logged once.
+  loop.train_and_evaluate(tiny_config(store_root, model, **{"train.epochs": 1,
+                                                            "mesh.data": 1}),
                           tmp_path / "resumed")
+  with open(tmp_path / "resumed" / "metrics.jsonl") as f:
+    assert [json.loads(line)["epoch"] for line in f] == [0]
   resumed = loop.train_and_evaluate(tiny_config(store_root, model), tmp_path / "resumed")
-  np.testing.assert_allclose(_figures(resumed), _figures(full), rtol=1e-5)
+  np.testing.assert_allclose(_figures(resumed), _figures(full), rtol=2e-3, atol=2e-4)
   log = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(line)["epoch"] for line in log] == [0, 1]
   assert resumed["epochs_run"] == 2 and resumed["epochs_this_run"] == 1
-
-  # ---- One device trains to the same metrics as four.
-  single = loop.train_and_evaluate(tiny_config(store_root, model, **{"mesh.data": 1}),
-                                   tmp_path / "single")
-  np.testing.assert_allclose(_figures(single), _figures(full), rtol=2e-3, atol=2e-4)
 
   # ---- --mode=eval from the checkpoint equals the run's own final metrics.
   evaluated = loop.evaluate_checkpoint(tiny_config(store_root, model), tmp_path / "full",
