@@ -48,11 +48,12 @@ TINY_MODEL_FIELDS = {
 
 
 def tiny_run_config(store_root, model: str = "mf", *, n_users: int = 300, n_items: int = 120,
-                    n_ratings: int = 9000, split: str = "random", epochs: int = 2,
+                    n_ratings: int = 9000, split: str = "random", epochs: int | None = 2,
                     **fields):
   """A base config on a small synthetic store in `store_root`: the one place tests build one.
 
-  `fields` are dotted names (set through configs.set_field, so a typo fails loudly).
+  `fields` are dotted names (set through configs.set_field, so a typo fails loudly); epochs
+  None leaves train.epochs unset (families that train nothing refuse it).
   """
   from netrec_jax import configs
   config = configs.base_config()
@@ -61,7 +62,8 @@ def tiny_run_config(store_root, model: str = "mf", *, n_users: int = 300, n_item
   config.data.min_user_ratings = 5
   config.split.kind = split
   config.model.name = model
-  config.train.epochs = epochs
+  if epochs is not None:
+    config.train.epochs = epochs
   config.eda = False
   for dotted, value in fields.items():
     configs.set_field(config, dotted, value)
@@ -72,6 +74,34 @@ def tiny_run_config(store_root, model: str = "mf", *, n_users: int = 300, n_item
 def store_root(tmp_path_factory) -> Path:
   """Synthetic stores shared by a module's tests (each size builds once)."""
   return tmp_path_factory.mktemp("stores")
+
+
+def assert_use_modes(workdir):
+  """recommend (a training user and a new user) and similar through use.open_model, as the
+  service calls them; returns the opened model for model-specific checks."""
+  from netrec_jax import use
+  opened = use.open_model(workdir)
+  movies = opened.catalog.movie_ids
+  given = {int(movies[0]): 5, int(movies[1]): 4, int(movies[2]): 3}
+  result = use.recommend(None, None, users=str(int(opened.catalog.user_ids[0])),
+                         new_user=given, n=5, opened=opened)
+  assert len(result["users"][0]["recommendations"]) == 5
+  listed = [r["movie_id"] for r in result["new_user"]["recommendations"]]
+  assert len(listed) == 5 and not set(listed) & set(given)
+  similar = use.similar(None, None, movies=str(int(movies[0])), n=3, opened=opened)
+  assert len(similar["similar"][0]["neighbours"]) == 3
+  return opened
+
+
+def damaged_copy(workdir, filename: str, tmp_path) -> Path:
+  """A copy of the run `workdir` with one byte of `filename` flipped near its end."""
+  import shutil
+  copy = tmp_path / "damaged"
+  shutil.copytree(workdir, copy)
+  data = bytearray((copy / filename).read_bytes())
+  data[-40] ^= 0xFF
+  (copy / filename).write_bytes(bytes(data))
+  return copy
 
 
 def hessian_index(loss, rows):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from netrec_jax import config_checks, configs, use
+from conftest import assert_use_modes, damaged_copy, tiny_run_config
+from netrec_jax import config_checks, configs
 from netrec_jax.data.row_batches import interaction_matrix
 from netrec_jax.models import ease as ease_lib
 from netrec_jax.models import neighbors
@@ -115,17 +116,7 @@ def test_ease_refuses_a_catalog_that_does_not_fit():
 
 # ------------------------------------------------------------------- through the loop
 def tiny_config(store_root, model, **fields):
-  config = configs.base_config()
-  config.data.store_root = str(store_root)
-  config.data.synthetic.update(n_users=300, n_items=120, n_ratings=9000)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
-  config.model.name = model
-  config.eda = False
-  config.eval.ks = (10, 20)
-  for dotted, value in fields.items():
-    configs.set_field(config, dotted, value)
-  return config
+  return tiny_run_config(store_root, model, epochs=None, **{"eval.ks": (10, 20), **fields})
 
 
 @pytest.fixture(scope="module")
@@ -201,16 +192,9 @@ def test_min_stars_keeps_only_liked_ratings_also_in_fold_in(runs, tmp_path):
 
 
 def test_damaged_model_file_is_refused(runs, tmp_path):
-  import shutil
   _, workdir, _ = runs["rp3beta"]
-  copy = tmp_path / "copy"
-  shutil.copytree(workdir, copy)
-  path = copy / closed_form.MODEL_FILE
-  data = bytearray(path.read_bytes())
-  data[-40] ^= 0xFF
-  path.write_bytes(bytes(data))
   with pytest.raises(ckpt_lib.CheckpointError, match="checksum"):
-    loop.load_recommender(copy)
+    loop.load_recommender(damaged_copy(workdir, closed_form.MODEL_FILE, tmp_path))
 
 
 def test_ease_refusal_through_the_loop(runs, tmp_path):
@@ -246,16 +230,7 @@ def test_out_of_range_fields_are_refused():
 
 def test_use_modes_recommend_new_user_and_similar(runs):
   _, workdir, _ = runs["ease"]
-  opened = use.open_model(workdir)
-  movies = opened.catalog.movie_ids
-  given = {int(movies[0]): 5, int(movies[1]): 4, int(movies[2]): 3}
-  result = use.recommend(None, None, users=str(int(opened.catalog.user_ids[0])),
-                         new_user=given, n=5, opened=opened)
-  assert len(result["users"][0]["recommendations"]) == 5
-  listed = [r["movie_id"] for r in result["new_user"]["recommendations"]]
-  assert len(listed) == 5 and not set(listed) & set(given)
-  similar = use.similar(None, None, movies=str(int(movies[0])), n=3, opened=opened)
-  assert len(similar["similar"][0]["neighbours"]) == 3
+  opened = assert_use_modes(workdir)
   # The cosine of item_vectors is half second-order, half the direct weights both ways.
   recommender = opened.recommender
   w = np.asarray(recommender.matrix, np.float64)

@@ -3,12 +3,12 @@ fold-in against numpy's solve of the normal equations, refusals and the use mode
 fit itself is tested against implicit's ALS objective in test_als.py."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
-from netrec_jax import config_checks, configs, use
+from conftest import assert_use_modes, damaged_copy, tiny_run_config
+from netrec_jax import config_checks, configs
 from netrec_jax.baselines.jax_als import ials_objective
 from netrec_jax.data.row_batches import interaction_matrix
 from netrec_jax.train import checkpoint as ckpt_lib
@@ -16,19 +16,8 @@ from netrec_jax.train import family, ials, loop
 
 
 def tiny_config(store_root, **fields):
-  config = configs.base_config()
-  config.data.store_root = str(store_root)
-  config.data.synthetic.update(n_users=300, n_items=120, n_ratings=9000)
-  config.data.min_user_ratings = 5
-  config.split.kind = "random"
-  config.model.name = "ials"
-  config.eda = False
-  config.eval.ks = (10, 20)
-  config.ials.factors = 8
-  config.ials.iterations = 4
-  for dotted, value in fields.items():
-    configs.set_field(config, dotted, value)
-  return config
+  return tiny_run_config(store_root, "ials", epochs=None, **{
+      "eval.ks": (10, 20), "ials.factors": 8, "ials.iterations": 4, **fields})
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +69,8 @@ def test_fold_in_solves_the_normal_equations(run):
 
 def test_damaged_factors_are_refused(run, tmp_path):
   _, workdir, _ = run
-  copy = tmp_path / "copy"
-  shutil.copytree(workdir, copy)
-  path = copy / ials.MODEL_FILE
-  data = bytearray(path.read_bytes())
-  data[-40] ^= 0xFF
-  path.write_bytes(bytes(data))
   with pytest.raises(ckpt_lib.CheckpointError, match="checksum"):
-    loop.load_recommender(copy)
+    loop.load_recommender(damaged_copy(workdir, ials.MODEL_FILE, tmp_path))
 
 
 @pytest.mark.parametrize("model,field,value", [("ials", "train.epochs", "7"),
@@ -116,13 +99,7 @@ def test_bad_values_are_refused():
 
 def test_use_modes_recommend_a_new_user_and_similar_movies(run):
   _, workdir, _ = run
-  opened = use.open_model(workdir)
-  movies = opened.catalog.movie_ids
-  given = {int(movies[0]): 5, int(movies[1]): 4, int(movies[2]): 3}
-  result = use.recommend(None, None, users=str(int(opened.catalog.user_ids[0])),
-                         new_user=given, n=5, opened=opened)
-  assert len(result["users"][0]["recommendations"]) == 5
-  listed = [r["movie_id"] for r in result["new_user"]["recommendations"]]
-  assert len(listed) == 5 and not set(listed) & set(given)
-  similar = use.similar(None, None, movies=str(int(movies[0])), n=3, opened=opened)
-  assert len(similar["similar"][0]["neighbours"]) == 3
+  opened = assert_use_modes(workdir)
+  # Similar movies rank by the cosine of the item factors.
+  y = opened.recommender.model.item_factors
+  assert opened.recommender.item_vectors() is y and y.shape[1] == 8
