@@ -94,6 +94,10 @@ def test_refit_rows_train_for_the_chosen_epochs_and_blend_with_the_same_weights(
   # Same rows, same tests: every row has its interval and paired test.
   assert "rmse" in results["blend (refit)"]["significance"]
   md = (tmp_path / "cmp" / "comparison.md").read_text()
+  # No row ranked: the Markdown leaves the ranking columns out, the CSV keeps them.
+  header = next(line for line in md.splitlines() if line.startswith("| model |"))
+  assert "rmse" in header and "recall@10" not in header
+  assert "recall@10" in (tmp_path / "cmp" / "comparison.csv").read_text().splitlines()[0]
   assert "blend (refit)" in md and "Netflix Prize recipe" in md
 
 
