@@ -404,14 +404,20 @@ def ials_objective(matrix: sp.csr_matrix, user_factors: np.ndarray, item_factors
   """iALS loss in float64: sum_obs c (1 - s)^2 + w0 sum_unobs s^2 + sum of row-scaled L2.
 
   The yardstick for JaxIALS and implicit's ALS alike (same formula, computed the same way).
+  The observed entries are summed a block at a time, so memory stays bounded at Netflix scale
+  (the ials family records it at every fit).
   """
   x = np.asarray(user_factors, np.float64)
   y = np.asarray(item_factors, np.float64)
   m = matrix.tocoo()
-  c = confidence(m.data, alpha, kind).astype(np.float64)
-  s = np.einsum("nk,nk->n", x[m.row], y[m.col])
   w0 = unobserved_weight
-  loss = w0 * np.einsum("uk,kj,uj->", x, y.T @ y, x) + np.sum(c * (1 - s) ** 2 - w0 * s ** 2)
+  loss = w0 * np.einsum("uk,kj,uj->", x, y.T @ y, x)
+  block = 1 << 20
+  for lo in range(0, m.nnz, block):
+    rows, cols = m.row[lo:lo + block], m.col[lo:lo + block]
+    c = confidence(m.data[lo:lo + block], alpha, kind).astype(np.float64)
+    s = np.einsum("nk,nk->n", x[rows], y[cols])
+    loss += np.sum(c * (1 - s) ** 2 - w0 * s ** 2)
   n_users, n_items = matrix.shape
   reg_u = regularization * (np.diff(matrix.indptr) + w0 * n_items) ** reg_exponent
   reg_i = regularization * (np.bincount(m.col, minlength=n_items) + w0 * n_users) ** reg_exponent
