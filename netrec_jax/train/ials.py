@@ -28,7 +28,7 @@ from netrec_jax.baselines.jax_als import CONFIDENCE, JaxIALS
 from netrec_jax.data.row_batches import interaction_matrix
 from netrec_jax.recommenders.ials import IALSRecommender
 from netrec_jax.train.closed_form import load_arrays, save_arrays, saved_store_split, store_split
-from netrec_jax.train.family import COMMON, Family, check_one_of
+from netrec_jax.train.family import Family, check_one_of
 
 MODEL_FILE = "ials_model.npz"
 
@@ -66,9 +66,6 @@ class IALSFamily(Family):
                            "ials.alpha": ("log", 0.1, 50.0),
                            "ials.unobserved_weight": ("log", 0.01, 10.0),
                            "ials.iterations": ("int", 5, 30)}}
-
-  def fields_read(self, config) -> tuple[str, ...]:
-    return COMMON + self.reads
 
   def check(self, config) -> None:
     check_one_of(config, "ials.confidence", CONFIDENCE)
