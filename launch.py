@@ -168,10 +168,21 @@ def check_flags(config) -> None:
       raise config_checks.ConfigError(f"--sweep: {e}") from None
 
 
+def split_cpu(config) -> None:
+  """config.mesh.cpu_devices, applied before anything (jax.distributed too) starts JAX."""
+  if config is None or not config.mesh.cpu_devices:
+    return
+  from netrec_jax import sharding
+  n = sharding.set_cpu_devices(config.mesh.cpu_devices)
+  logging.info("host CPU split into %d JAX devices (mesh.cpu_devices=%d)", n,
+               config.mesh.cpu_devices)
+
+
 def run(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   check_flags(_CONFIG.value)
+  split_cpu(_CONFIG.value)
   if _MODE.value in USE_MODES:
     return use_model(_MODE.value, _CONFIG.value)
   if _CONFIG.value is None:

@@ -54,6 +54,10 @@ _CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", 0, "> 0: run JAX on this many CPU devices (XLA_FLAGS, set before jax is "
     "imported); our ALS spreads its chunks over them, one core each. 0: as the environment.")
 
+_CHUNK = flags.DEFINE_integer(
+    "chunk", 0, "> 0: entries per chunk of our half-sweep (JaxALS / JaxIALS chunk); 0: their "
+    "default.")
+
 _KS = (10, 20)
 
 
@@ -69,6 +73,8 @@ def _model(name: str):
   if name == "implicit_als":
     return ImplicitRecommender("als", regularization=_REG.value, alpha=_ALPHA.value, seed=0,
                                name=name, **common)
+  if _CHUNK.value > 0:
+    common["chunk"] = _CHUNK.value
   if name == "jax_ials":
     return JaxIALS(regularization=_REG.value, alpha=_ALPHA.value, confidence="linear", seed=0,
                    name=name, **common)

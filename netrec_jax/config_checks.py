@@ -27,6 +27,7 @@ _RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "factor": ("in (0, 1]", lambda x: 0 < x <= 1),
     "at_least_1": (">= 1", lambda x: x >= 1),
     "devices": ("-1 (all) or >= 1", lambda x: x == -1 or x >= 1),
+    "cpu_devices": ("-1 (one per core), 0 (JAX's default) or >= 1", lambda x: x >= -1),
 }
 
 FIELDS: dict[str, str] = {
@@ -96,6 +97,7 @@ FIELDS: dict[str, str] = {
     "vae.latent": "positive", "eval.ks": "positive",
     # Devices.
     "mesh.model": "at_least_1", "mesh.data": "devices",
+    "mesh.cpu_devices": "cpu_devices",
 }
 
 

@@ -302,6 +302,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1
   config.mesh.model = 1  # > 1 row-shards embedding tables over this many devices
+  # JAX CPU devices the host is split into, set by launch.py before the backend starts: 0
+  # leaves JAX's default (one device, or XLA_FLAGS' count), -1 one per core this process may
+  # use, N > 0 N. One XLA:CPU device runs a program on one core, so sharded programs (our
+  # ALS deals its rows to every device; data-parallel training over mesh.data) need several
+  # to use several cores. Accelerators are unaffected.
+  config.mesh.cpu_devices = 0
 
   # --- Evaluation (netrec_jax/eval/evaluator.py): every final_metrics.json and comparison.
   config.eval = ml_collections.ConfigDict()

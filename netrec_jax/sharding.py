@@ -8,6 +8,7 @@ netrec_jax/recommenders and the training loop can all place arrays the same way.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -15,6 +16,24 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA, MODEL = "data", "model"
+
+
+def set_cpu_devices(count: int) -> int:
+  """Splits the host CPU into `count` JAX devices (config.mesh.cpu_devices: -1 one per core
+  this process may use, 0 JAX's default) before the backend starts; returns the count asked
+  for (0: none). Once the backend runs, only the count it already has is accepted."""
+  if count == 0:
+    return 0
+  n = len(os.sched_getaffinity(0)) if count == -1 else int(count)
+  try:
+    jax.config.update("jax_num_cpu_devices", n)
+  except RuntimeError:  # the backend already started (a library caller, a test)
+    have = len(jax.devices("cpu"))
+    if have != n:
+      raise ValueError(f"mesh.cpu_devices={count} asks for {n} CPU devices, but the JAX "
+                       f"backend already started with {have}; set it before any JAX "
+                       "operation (launch.py does) or use 0") from None
+  return n
 
 
 def make_mesh(mesh_cfg: Any, devices: list | None = None) -> Mesh:

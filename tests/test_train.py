@@ -269,6 +269,7 @@ def test_checkpoint_from_other_data_is_refused(store_root, tmp_path):
     ({"optimizer.sparse": "rmsprop"}, "optimizer.sparse must be one of"),
     ({"mesh.data": 5}, "does not match 4 devices"),
     ({"mesh.data": 3, "mesh.model": 2}, "does not match 4 devices"),
+    ({"mesh.cpu_devices": -2}, r"mesh.cpu_devices = -2 \(must be -1 \(one per core\)"),
 ])
 def test_bad_configs_give_clear_errors(store_root, tmp_path, overrides, message):
   config = tiny_config(store_root, **overrides)
@@ -277,10 +278,13 @@ def test_bad_configs_give_clear_errors(store_root, tmp_path, overrides, message)
 
 
 def test_sweep_writes_one_summary_table(store_root, tmp_path):
+  # mesh.cpu_devices=4 overrides the 2 devices of _launch's XLA_FLAGS: the runs train on 4.
   run = _launch("--experiment=quickstart", f"--config.data.store_root={store_root}", *TINY,
                 "--config.train.epochs=1", f"--workdir={tmp_path}",
+                "--config.mesh.cpu_devices=4", "--config.mesh.data=-1",
                 "--sweep=optimizer.sparse_lr=0.02,0.05;model.embed_dim=8")
   assert run.returncode == 0, run.stderr[-3000:]
+  assert "mesh {'data': 4, 'model': 1}" in run.stderr
   rows = json.loads((tmp_path / "sweep_summary.json").read_text())
   assert [r["run"] for r in rows] == ["sparse_lr=0.02_embed_dim=8", "sparse_lr=0.05_embed_dim=8"]
   assert all(r["protocol"] == "random_90_10_seed0" for r in rows)
@@ -301,7 +305,9 @@ SYNTHETIC = ["--config.data.source=synthetic", "--config.data.synthetic.n_users=
 # A pair model (its own device-resident epoch) and a row model (host batches, which the graph
 # and sequence families share): each places its batches through the loop.
 MULTI_PROCESS = {
-    "mf": ["--experiment=quickstart", *TINY],
+    # Every device of every process trains (the quick start itself trains MF on one).
+    "mf": ["--experiment=quickstart", *TINY, "--config.mesh.data=-1",
+           "--config.mesh.cpu_devices=0"],
     "autorec": ["--experiment=autorec_ml100k", *SYNTHETIC,
                 "--config.autoencoder.autorec_hidden=16", "--config.train.batch_size=32"],
 }
@@ -332,6 +338,16 @@ def test_two_processes_train_like_one(store_root, tmp_path, model):
   for part in ("valid", "test"):
     for metric in ("rmse", "mae"):
       assert abs(two[part][metric] - one[part][metric]) < 1e-5, (part, metric, one, two)
+
+
+def test_cpu_devices_are_fixed_once_the_backend_runs():
+  """In-process the backend already has conftest's 4 devices: that count is accepted,
+  another is refused with the field named (launch.py sets it before JAX starts)."""
+  assert sharding_lib.set_cpu_devices(0) == 0
+  assert sharding_lib.set_cpu_devices(4) == 4
+  with pytest.raises(ValueError, match=r"mesh.cpu_devices=3 asks for 3 CPU devices, but the "
+                     r"JAX backend already started with 4"):
+    sharding_lib.set_cpu_devices(3)
 
 
 def test_a_checkpoint_config_missing_newer_fields_restores_with_defaults():
