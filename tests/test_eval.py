@@ -3,6 +3,7 @@
 import json
 import types
 
+import jax
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -295,6 +296,14 @@ def test_the_device_ranker_equals_the_host_top_k(store_and_split):
   scores = np.asarray(model.score_items(users), np.float64)
   host = metrics_lib.topk_from_scores(scores, data.train_matrix[users], 20)
   np.testing.assert_array_equal(device, host)
+  # Each batch is split over conftest's 4 devices; a batch of 30 is rounded up to 32.
+  assert ranker.n_devices == jax.local_device_count() == 4
+  odd = device_topk.ranker_for(model, 20, 30, "device", len(users), store.n_items)
+  assert odd.batch == 32
+  np.testing.assert_array_equal(odd(users, data.train_matrix[users]), host)
+  streamed = odd.stream((users[lo:lo + 32], data.train_matrix[users[lo:lo + 32]])
+                        for lo in range(0, len(users), 32))
+  np.testing.assert_array_equal(np.concatenate(list(streamed)), host)
   on_host = evaluator.evaluate(model, data, ks=(10, 20), ranker="host")["ranking"]
   on_device = evaluator.evaluate(model, data, ks=(10, 20), ranker="device")["ranking"]
   assert on_device["ranker"].startswith("device") and on_host["ranker"] == "host"

@@ -221,15 +221,18 @@ def evaluate(model: Recommender, data: EvalData, *, ks: tuple[int, ...] = (5, 10
     device = device_topk.ranker_for(model, k_max, user_batch, ranker, len(test_users),
                                     store.n_items)
     progress = Progress(f"{model.name} ranking", len(test_users), "users")
-    for lo in range(0, len(test_users), user_batch):
-      batch = test_users[lo:lo + user_batch]
-      if device is not None:
-        topk = device(batch, data.train_matrix[batch])
-      else:
-        scores = np.asarray(model.score_items(batch), np.float64)
-        topk = metrics_lib.topk_from_scores(scores, data.train_matrix[batch], k_max)
+    batches = [test_users[lo:lo + user_batch] for lo in range(0, len(test_users), user_batch)]
+    if device is not None:  # the next batch ranks on the device while this one is scored
+      tops = device.stream((batch, data.train_matrix[batch]) for batch in batches)
+    else:
+      tops = (metrics_lib.topk_from_scores(np.asarray(model.score_items(batch), np.float64),
+                                           data.train_matrix[batch], k_max)
+              for batch in batches)
+    done = 0
+    for batch, topk in zip(batches, tops):
       accumulator.update(topk, data.relevant[batch], users=batch)
-      progress(lo + len(batch))
+      done += len(batch)
+      progress(done)
     result["ranking"] = accumulator.result()
     if per_user:
       result.setdefault("_per_user", {})["ranking"] = accumulator.per_user_values()
