@@ -62,13 +62,17 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def check(config: Any, mode: str = "train") -> None:
-  """Refuses, before any work, a config field that the run would not read (naming it)."""
+  """Refuses, before any work, a config field that the run would not read (naming it), and
+  applies mesh.cpu_devices for a library caller (after launch.py applied it: a check that
+  the backend has that count)."""
+  from netrec_jax import sharding
   from netrec_jax.train import family
   if mode == "compare" or config.compare.after_train:
     from netrec_jax import compare as compare_lib
     family.check_fields(config, compare_lib.model_names(config))
   else:
     family.check_fields(config)
+  sharding.set_cpu_devices(config.mesh.cpu_devices)
 
 
 def train(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:

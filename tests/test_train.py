@@ -340,14 +340,19 @@ def test_two_processes_train_like_one(store_root, tmp_path, model):
       assert abs(two[part][metric] - one[part][metric]) < 1e-5, (part, metric, one, two)
 
 
-def test_cpu_devices_are_fixed_once_the_backend_runs():
+def test_cpu_devices_are_fixed_once_the_backend_runs(store_root):
   """In-process the backend already has conftest's 4 devices: that count is accepted,
-  another is refused with the field named (launch.py sets it before JAX starts)."""
+  another is refused with the field named (launch.py sets it before JAX starts), by the
+  pipeline's check too, before any work."""
   assert sharding_lib.set_cpu_devices(0) == 0
   assert sharding_lib.set_cpu_devices(4) == 4
   with pytest.raises(ValueError, match=r"mesh.cpu_devices=3 asks for 3 CPU devices, but the "
                      r"JAX backend already started with 4"):
     sharding_lib.set_cpu_devices(3)
+  from netrec_jax import pipeline
+  pipeline.check(tiny_config(store_root, **{"mesh.cpu_devices": 4}))
+  with pytest.raises(ValueError, match="mesh.cpu_devices=3"):
+    pipeline.check(tiny_config(store_root, **{"mesh.cpu_devices": 3}))
 
 
 def test_a_checkpoint_config_missing_newer_fields_restores_with_defaults():

@@ -54,7 +54,6 @@ class DeviceRanker:
     bias = np.zeros(self.n_items, np.float32) if item_bias is None else item_bias
     self._items = jax.device_put((np.asarray(item_vectors, np.float32),
                                   np.asarray(bias, np.float32)), NamedSharding(mesh, P()))
-    self._split = NamedSharding(mesh, P(DATA))
     k_top = self.k
 
     def rank(users, items, bias, rows, cols):  # one device: its users, its exclusions
