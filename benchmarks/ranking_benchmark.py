@@ -36,8 +36,8 @@ _K = flags.DEFINE_integer("k", 100, "Top-K cut-off (the largest K of the metrics
 _BATCH = flags.DEFINE_integer("user_batch", 1024, "Users per ranked batch (eval.user_batch).")
 _HOST_USERS = flags.DEFINE_integer("host_users", 2048, "Users the host path is timed on.")
 _CPU_DEVICES = flags.DEFINE_integer(
-    "cpu_devices", 0, "> 0: split the CPU into this many JAX devices (jax_num_cpu_devices, as "
-    "mesh.cpu_devices does): the device ranker spreads each batch over them. 0: JAX's default.")
+    "cpu_devices", 0, "Split the CPU into this many JAX devices, as mesh.cpu_devices does (-1: "
+    "one per core, 0: JAX's default): the device ranker spreads each batch over them.")
 
 
 def copy_bandwidth(size_mb: int = 1024, repeats: int = 3) -> float:
@@ -56,8 +56,8 @@ def copy_bandwidth(size_mb: int = 1024, repeats: int = 3) -> float:
 def main(argv):
   del argv
   import jax
-  if _CPU_DEVICES.value > 0:
-    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)  # before the backend starts
+  from netrec_jax import sharding
+  sharding.set_cpu_devices(_CPU_DEVICES.value)  # before the backend starts, as launch.py does
   import numpy as np
   from netrec_jax.baselines.jax_als import JaxALS
   from netrec_jax.data import splits
